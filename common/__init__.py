@@ -1,0 +1,1 @@
+"""Shared, dependency-light code used by both the controller and the agent."""

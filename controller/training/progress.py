@@ -1,0 +1,53 @@
+"""Live training progress with rich: an epoch bar, a batch bar, one line per finished epoch.
+
+Bars only render on a terminal; in logs and CI the per-epoch lines remain,
+so a non-interactive run is still readable.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TrainProgress:
+    def __init__(self, console: Console, epochs: int, first_epoch: int = 0) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.epoch_task = self.progress.add_task("epochs", total=epochs, completed=first_epoch, info="")
+        self.batch_task = self.progress.add_task("batches", total=1, info="")
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        self.progress.reset(self.batch_task, total=batches, description=f"epoch {epoch + 1}", info="")
+
+    def batch(self, index: int, loss: float) -> None:
+        self.progress.update(self.batch_task, completed=index + 1, info=f"loss {loss:.4f}")
+
+    def end_epoch(self, row: dict[str, float], best: bool) -> None:
+        self.progress.advance(self.epoch_task)
+        self.progress.update(self.epoch_task, info=f"val acc {row['val_accuracy']:.2%}")
+        mark = " [green]★ best[/]" if best else ""
+        self.console.print(
+            f"epoch {int(row['epoch']):>3}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.2%}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}  lr {row['lr']:.2e}  "
+            f"{row['images_per_second']:.0f} img/s{mark}"
+        )

@@ -1,0 +1,287 @@
+"""A whole training run: build everything from a :class:`TrainConfig`, fit, test, report.
+
+``train`` starts a run, ``resume`` continues one from its ``last.pt`` and
+reproduces exactly what the uninterrupted run would have done: each epoch's
+shuffle, augmentation and dropout draws are seeded from (seed, epoch), and
+every stateful object (model, optimizer, scheduler, AMP scaler, early
+stopping, history) is in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.version import __version__
+from jetfleet.controller.data import AugmentConfig, BatchAugment, DataOptions, DatasetBundle, load_dataset, make_loader
+from jetfleet.controller.data.loading import epoch_generator
+from jetfleet.controller.models import create_model, resolve_model_name
+from jetfleet.controller.training.batch_size import auto_batch_size
+from jetfleet.controller.training.checkpoint import load_checkpoint, save_checkpoint
+from jetfleet.controller.training.config import AugmentOptions, TrainConfig
+from jetfleet.controller.training.early_stopping import EarlyStopping
+from jetfleet.controller.training.engine import BatchPrep, Precision, evaluate, select_device, train_one_epoch
+from jetfleet.controller.training.losses import build_loss
+from jetfleet.controller.training.optim import Schedule, build_optimizer
+from jetfleet.controller.training.plots import plot_curves
+from jetfleet.controller.training.progress import TrainProgress
+from jetfleet.controller.training.report import print_report, report_dict, report_of, write_confusion
+from jetfleet.controller.training.rundir import prepare_run_dir, summary_markdown, write_history, write_json
+from jetfleet.controller.training.tensorboard import TensorBoardLog
+
+AUTO_BATCH_LIMIT = 512  # beyond this, small datasets get too few steps per epoch to learn
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.summary["test_accuracy"])
+
+
+def resolve_augment(options: AugmentOptions, default: AugmentConfig) -> AugmentConfig:
+    """Dataset defaults, overridden field by field by what the user set."""
+    if not options.enabled:
+        return AugmentConfig()
+
+    def pick(name: str) -> Any:
+        value = getattr(options, name)
+        return getattr(default, name) if value is None else value
+
+    return AugmentConfig(*(pick(f.name) for f in dataclasses.fields(AugmentConfig)))
+
+
+def data_options(config: TrainConfig, download: bool = False) -> DataOptions:
+    return DataOptions(
+        root=Path(config.data_root), download=download, image_size=config.image_size, channels=config.channels
+    )
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """Everything a run needs, built once from the config (and optionally a checkpoint)."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, console: Console, download: bool = False,
+                 batch_size: int | None = None) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.console = console
+        self.device = select_device(config.device)
+        self.bundle: DatasetBundle = load_dataset(config.dataset, data_options(config, download))
+        seed_everything(config.seed)
+        self.model_name = resolve_model_name(config.model)
+        self.model = create_model(
+            self.model_name, num_classes=self.bundle.num_classes, in_channels=self.bundle.channels, **config.model_kwargs
+        )
+        self.batch_size = batch_size or self._batch_size()
+        self.model.to(self.device)
+        self.augment = resolve_augment(config.augment, self.bundle.default_augment)
+        mean, std = self.bundle.mean, self.bundle.std
+        self.train_prep = BatchPrep(self.device, mean, std, BatchAugment(self.augment) if self.augment.enabled else None)
+        self.eval_prep = BatchPrep(self.device, mean, std)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, config.workers, pin)
+        self.val_loader = make_loader(self.bundle.val, self.batch_size, False, config.seed, config.workers, pin)
+        self.criterion = build_loss(config.loss)
+        self.optimizer = build_optimizer(self.model, config.optim)
+        maximize = config.monitor == "val_accuracy"
+        steps = -(-len(self.train_loader) // config.accumulate)
+        self.schedule = Schedule(self.optimizer, config.schedule, config.epochs, steps, maximize)
+        self.precision = Precision.for_device(self.device, config.amp)
+        self.stopper = EarlyStopping(config.early_stopping_patience, maximize, config.min_delta)
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.next_epoch = 0
+
+    def _batch_size(self) -> int:
+        if self.config.batch_size != "auto":
+            return int(self.config.batch_size)
+        shape = (self.bundle.channels, self.bundle.input_size, self.bundle.input_size)
+        limit = min(AUTO_BATCH_LIMIT, len(self.bundle.train))
+        chosen = auto_batch_size(self.model, shape, self.device, limit)
+        self.console.print(f"--batch-size auto: using {chosen} on {self.device}")
+        return chosen
+
+    # -- checkpoint state -------------------------------------------------
+
+    def payload(self, epoch: int) -> dict[str, Any]:
+        """A plain dict holding the model, its provenance and every piece of training state."""
+        return {
+            "model": self.model_name,
+            "model_kwargs": dict(self.config.model_kwargs),
+            "num_classes": self.bundle.num_classes,
+            "in_channels": self.bundle.channels,
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "preprocess": self.bundle.preprocess_spec().to_dict(),
+            "config": self.config.to_dict(),
+            "dataset": self.bundle.name,
+            "epoch": epoch,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else {},
+            "early_stopping": self.stopper.state_dict(),
+            "history": list(self.history),
+            "train_seconds": self.train_seconds,
+            "versions": {"jetfleet": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        if self.precision.scaler is not None and ckpt.get("scaler"):
+            self.precision.scaler.load_state_dict(ckpt["scaler"])
+        self.stopper.load_state_dict(ckpt["early_stopping"])
+        self.history = list(ckpt["history"])
+        self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.next_epoch = int(ckpt["epoch"]) + 1
+
+    # -- the loop ------------------------------------------------------------
+
+    def run_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, float]:
+        torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout draws for this epoch
+        self.train_loader.set_epoch(epoch)
+        gen = epoch_generator(self.config.seed, epoch, self.device)
+        progress.start_epoch(epoch, len(self.train_loader))
+        lr = self.optimizer.param_groups[0]["lr"]
+        stats = train_one_epoch(
+            self.model, self.train_loader, self.criterion, self.optimizer, self.train_prep, gen,
+            self.precision, self.schedule, self.config.accumulate, progress.batch,
+        )
+        val = evaluate(self.model, self.val_loader, self.criterion, self.eval_prep, self.precision)
+        self.schedule.after_epoch(val.accuracy if self.config.monitor == "val_accuracy" else val.loss)
+        self.train_seconds += stats.seconds
+        return {
+            "epoch": epoch + 1,
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "lr": lr,
+            "seconds": stats.seconds,
+            "images_per_second": stats.images / max(stats.seconds, 1e-9),
+        }
+
+    def fit(self) -> None:
+        cfg = self.config
+        with TrainProgress(self.console, cfg.epochs, self.next_epoch) as progress, TensorBoardLog(self.out_dir / "tensorboard") as tb:
+            for epoch in range(self.next_epoch, cfg.epochs):
+                if self.stopper.should_stop:
+                    break
+                row = self.run_epoch(epoch, progress)
+                self.history.append(row)
+                best = self.stopper.update(row[cfg.monitor], epoch)
+                payload = self.payload(epoch)
+                save_checkpoint(self.out_dir / "last.pt", payload)
+                if best:
+                    save_checkpoint(self.out_dir / "best.pt", payload)
+                write_history(self.out_dir, self.history)
+                plot_curves(self.history, self.out_dir)
+                tb.epoch(row)
+                progress.end_epoch(row, best)
+        if self.stopper.should_stop:
+            self.console.print(
+                f"early stopping: {cfg.monitor} has not improved for {self.stopper.patience} epochs "
+                f"(best at epoch {self.stopper.best_epoch + 1})"
+            )
+
+    def test(self) -> dict[str, Any]:
+        """Score the best checkpoint on the test split and write the summary files."""
+        best = load_checkpoint(self.out_dir / "best.pt")
+        self.model.load_state_dict(best["state_dict"])
+        loader = make_loader(self.bundle.test, self.batch_size, False, workers=self.config.workers)
+        output = evaluate(self.model, loader, self.criterion, self.eval_prep, self.precision)
+        report = report_of(output, self.bundle.labels)
+        print_report(self.console, report, f"test ({self.bundle.name}, best epoch {self.stopper.best_epoch + 1})")
+        write_confusion(report, self.out_dir, f"{self.model_name} on {self.bundle.name}: test top-1 {report.top1:.2%}")
+        test = report_dict(report, output.loss)
+        save_checkpoint(self.out_dir / "best.pt", {**best, "test_metrics": test})
+        summary = self.summary(test)
+        write_json(self.out_dir / "summary.json", summary)
+        (self.out_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+        return summary
+
+    def summary(self, test: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "dataset": self.bundle.name,
+            "test_accuracy": test["top1_accuracy"],
+            f"test_top{test['k']}_accuracy": test[f"top{test['k']}_accuracy"],
+            "test_macro_f1": test["macro_f1"],
+            "best_epoch": self.stopper.best_epoch + 1,
+            "best_value": self.stopper.best,
+            "monitor": self.config.monitor,
+            "epochs": self.config.epochs,
+            "epochs_run": len(self.history),
+            "stopped_early": self.stopper.should_stop,
+            "batch_size": self.batch_size,
+            "device": str(self.device),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "augment": dataclasses.asdict(self.augment),
+            "train_seconds": self.train_seconds,
+            "checkpoint": "best.pt",
+            "test": test,
+            "config": self.config.to_dict(),
+        }
+
+
+def _execute(run: Run) -> RunResult:
+    started = time.perf_counter()
+    run.fit()
+    summary = run.test()
+    run.console.print(f"run finished in {time.perf_counter() - started:.1f} s; report: {run.out_dir / 'summary.md'}")
+    return RunResult(run.out_dir, summary)
+
+
+def train(config: TrainConfig, out_dir: Path, console: Console | None = None, overwrite: bool = False,
+          download: bool = False) -> RunResult:
+    """Start a new run in ``out_dir`` (refusing to replace an existing run unless ``overwrite``)."""
+    console = console or Console()
+    prepare_run_dir(out_dir, overwrite)
+    write_json(out_dir / "config.json", config.to_dict())
+    run = Run(config, out_dir, console, download)
+    console.print(
+        f"training [bold]{run.model_name}[/] on [bold]{run.bundle.name}[/] "
+        f"({len(run.bundle.train)} train / {len(run.bundle.val)} val / {len(run.bundle.test)} test images, "
+        f"{run.bundle.num_classes} classes) on {run.device}, batch {run.batch_size} → {out_dir}"
+    )
+    return _execute(run)
+
+
+def resume(path: Path, console: Console | None = None, epochs: int | None = None) -> RunResult:
+    """Continue the run at ``path`` (a run directory or its ``last.pt``), optionally to more epochs."""
+    console = console or Console()
+    ckpt_path = path / "last.pt" if path.is_dir() else path
+    ckpt = load_checkpoint(ckpt_path)
+    if "optimizer" not in ckpt or "config" not in ckpt:
+        raise JetfleetError(f"{ckpt_path} holds weights only, not a resumable training state")
+    config = TrainConfig.from_dict(ckpt["config"])
+    if epochs is not None:
+        config = config.with_epochs(epochs)
+    out_dir = ckpt_path.parent
+    run = Run(config, out_dir, console, batch_size=int(ckpt["batch_size"]))
+    run.load_state(ckpt)
+    console.print(f"resuming {out_dir} at epoch {run.next_epoch + 1} of {config.epochs}")
+    write_json(out_dir / "config.json", config.to_dict())
+    return _execute(run)
