@@ -9,6 +9,7 @@ unpickles arbitrary objects, so a doctored file cannot run code.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _unpickling_reason(exc: Exception) -> str:
     for line in lines:
         if line.startswith("WeightsUnpickler error:"):
             return line.removeprefix("WeightsUnpickler error:").strip().split(". ")[0]
-    return lines[0] if lines else type(exc).__name__
+    return "it holds objects other than tensors and plain data"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -44,6 +45,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise JetfleetError(f"checkpoint {p} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise JetfleetError(f"{p} is corrupt or not a checkpoint (torch.save writes a zip archive; this is not one)")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
