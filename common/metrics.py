@@ -61,9 +61,7 @@ class ClassificationReport:
         }
 
 
-def confusion_matrix(
-    targets: npt.ArrayLike, predictions: npt.ArrayLike, num_classes: int
-) -> npt.NDArray[np.int64]:
+def confusion_matrix(targets: npt.ArrayLike, predictions: npt.ArrayLike, num_classes: int) -> npt.NDArray[np.int64]:
     """Rows are true classes, columns predicted classes."""
     t = np.asarray(targets, dtype=np.int64)
     p = np.asarray(predictions, dtype=np.int64)
@@ -118,7 +116,7 @@ def classification_report(
         top1=float(np.mean(preds == t)) if len(t) else float("nan"),
         topk=topk_accuracy(s, t, k_eff),
         k=k_eff,
-        num_samples=int(len(t)),
+        num_samples=len(t),
         per_class=per_class,
         confusion=cm,
     )

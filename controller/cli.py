@@ -58,41 +58,127 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--model", default="basic_cnn", show_default=True, help="Architecture (basic_cnn, custom_resnet, resnet18, mobilenet_v3_small; BasicCNN/CustomResNet work too).")
-@click.option("--model-arg", "model_kwargs", multiple=True, callback=_parse_model_args, metavar="KEY=VALUE", help="Architecture option, e.g. depth=32 or dropout=0.2 (repeatable).")
-@click.option("--dataset", default="digits", show_default=True, help="digits (embedded), cifar10, imagenet or folder:PATH.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True, help="Folder holding cifar-10-batches-py/ or imagenet train/ val/.")
+@click.option(
+    "--model",
+    default="basic_cnn",
+    show_default=True,
+    help="Architecture (basic_cnn, custom_resnet, resnet18, mobilenet_v3_small; BasicCNN/CustomResNet work too).",
+)
+@click.option(
+    "--model-arg",
+    "model_kwargs",
+    multiple=True,
+    callback=_parse_model_args,
+    metavar="KEY=VALUE",
+    help="Architecture option, e.g. depth=32 or dropout=0.2 (repeatable).",
+)
+@click.option(
+    "--dataset", default="digits", show_default=True, help="digits (embedded), cifar10, imagenet or folder:PATH."
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Folder holding cifar-10-batches-py/ or imagenet train/ val/.",
+)
 @click.option("--download", is_flag=True, help="Download CIFAR-10 into --data-root if missing (never done otherwise).")
-@click.option("--image-size", type=click.IntRange(min=8), default=None, help="Resize images to this square size (default: the dataset's own).")
-@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True, help="Image folders: read as grayscale (1) or RGB (3).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Resize images to this square size (default: the dataset's own).",
+)
+@click.option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    default="3",
+    show_default=True,
+    help="Image folders: read as grayscale (1) or RGB (3).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch-size", default="64", callback=_parse_batch_size, show_default=True, help="Images per step, or 'auto' for the largest that fits the device.")
-@click.option("--accumulate", type=click.IntRange(min=1), default=1, show_default=True, help="Gradient accumulation steps (effective batch = batch size × this).")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Loader processes for image folders.")
+@click.option(
+    "--batch-size",
+    default="64",
+    callback=_parse_batch_size,
+    show_default=True,
+    help="Images per step, or 'auto' for the largest that fits the device.",
+)
+@click.option(
+    "--accumulate",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gradient accumulation steps (effective batch = batch size × this).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Loader processes for image folders."
+)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (peak rate for one-cycle).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
 @click.option("--nesterov", is_flag=True, help="SGD with Nesterov momentum.")
-@click.option("--scheduler", type=click.Choice(["none", "step", "cosine", "plateau", "onecycle"]), default="cosine", show_default=True)
-@click.option("--step-size", type=click.IntRange(min=1), default=10, show_default=True, help="Step schedule: epochs between decays.")
+@click.option(
+    "--scheduler",
+    type=click.Choice(["none", "step", "cosine", "plateau", "onecycle"]),
+    default="cosine",
+    show_default=True,
+)
+@click.option(
+    "--step-size",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Step schedule: epochs between decays.",
+)
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Step/plateau schedule: decay factor.")
-@click.option("--loss", default="cross_entropy", show_default=True, help="cross_entropy, focal, or your own as package.module:Name.")
+@click.option(
+    "--loss",
+    default="cross_entropy",
+    show_default=True,
+    help="cross_entropy, focal, or your own as package.module:Name.",
+)
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
 @click.option("--focal-gamma", type=float, default=2.0, show_default=True)
-@click.option("--patience", type=click.IntRange(min=0), default=0, show_default=True, help="Early stopping: epochs without improvement (0 = off).")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Early stopping: epochs without improvement (0 = off).",
+)
 @click.option("--monitor", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy", show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Master switch for augmentation.")
-@click.option("--crop-padding", type=click.IntRange(min=0), default=None, help="Random crop after this much padding (0 = off; default per dataset).")
+@click.option(
+    "--crop-padding",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Random crop after this much padding (0 = off; default per dataset).",
+)
 @click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips (default per dataset).")
-@click.option("--rotation", type=click.FloatRange(min=0), default=None, help="Random rotation up to ± this many degrees.")
-@click.option("--color-jitter", type=click.FloatRange(min=0, max=1), default=None, help="Brightness/contrast/saturation jitter strength.")
+@click.option(
+    "--rotation", type=click.FloatRange(min=0), default=None, help="Random rotation up to ± this many degrees."
+)
+@click.option(
+    "--color-jitter",
+    type=click.FloatRange(min=0, max=1),
+    default=None,
+    help="Brightness/contrast/saturation jitter strength.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/MODEL-DATASET-TIME).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/MODEL-DATASET-TIME)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this directory (or from this last.pt).")
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Continue the run in this directory (or from this last.pt).",
+)
 def train(**opts: Any) -> None:
     """Train a model and write checkpoints, curves, metrics and a summary to a run directory."""
     from jetfleet.controller.training import trainer
@@ -104,7 +190,9 @@ def train(**opts: Any) -> None:
         config = _train_config(opts)
         out = opts["out"] or Path("runs") / f"{config.model}-{_slug(config.dataset)}-{datetime.now():%Y%m%d-%H%M%S}"
         result = trainer.train(config, out, console, overwrite=opts["overwrite"], download=opts["download"])
-    console.print(f"test accuracy {result.test_accuracy:.2%}; report written to [bold]{result.out_dir / 'summary.md'}[/]")
+    console.print(
+        f"test accuracy {result.test_accuracy:.2%}; report written to [bold]{result.out_dir / 'summary.md'}[/]"
+    )
 
 
 def _slug(dataset: str) -> str:
@@ -146,10 +234,21 @@ def _train_config(o: dict[str, Any]) -> Any:
 @click.option("--model", default=None, help="Fail unless the checkpoint holds this architecture.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: beside the checkpoint).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: beside the checkpoint)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing evaluation in --out.")
-def evaluate(checkpoint: Path, dataset: str, data_root: Path, split: str, model: str | None, batch_size: int,
-             device: str, out: Path | None, overwrite: bool) -> None:
+def evaluate(
+    checkpoint: Path,
+    dataset: str,
+    data_root: Path,
+    split: str,
+    model: str | None,
+    batch_size: int,
+    device: str,
+    out: Path | None,
+    overwrite: bool,
+) -> None:
     """Score a checkpoint on a dataset: top-1/top-5, per-class metrics, confusion matrix."""
     from jetfleet.controller.training.evaluation import EvalRequest, default_eval_dir, evaluate_checkpoint
 

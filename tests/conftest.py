@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fixtures.py
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None, entry: str = "jetfleet", timeout: int = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path,
+    cwd: Path | None = None,
+    entry: str = "jetfleet",
+    timeout: int = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run an installed entry point in a subprocess and capture its output."""
     exe = Path(sys.executable).parent / entry
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}

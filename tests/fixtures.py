@@ -46,8 +46,9 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 30) -> Path:
     return folder
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 12,
-                       size: int = 20, seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 12, size: int = 20, seed: int = 0
+) -> Path:
     """``root/<class>/<n>.png`` RGB images of varying sizes (the loader must resize them)."""
     images, labels = class_images(per_class * len(classes), len(classes), size, 3, seed)
     for i, (img, label) in enumerate(zip(images, labels, strict=True)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -35,9 +37,7 @@ class BasicCNN(nn.Module):
     ) -> None:
         super().__init__()
         chans = (in_channels, *widths)
-        self.features = nn.Sequential(
-            *(conv_block(cin, cout) for cin, cout in zip(chans[:-1], chans[1:], strict=True))
-        )
+        self.features = nn.Sequential(*(conv_block(cin, cout) for cin, cout in itertools.pairwise(chans)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Flatten(),

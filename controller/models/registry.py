@@ -53,9 +53,7 @@ def resolve_model_name(name: str) -> str:
     key = lowered.get(name.lower())
     if key is not None:
         return ALIASES.get(key, key)
-    raise JetfleetError(
-        f"unknown model {name!r}", hint=f"choose one of: {', '.join(list_models())}"
-    )
+    raise JetfleetError(f"unknown model {name!r}", hint=f"choose one of: {', '.join(list_models())}")
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: Any) -> nn.Module:

@@ -2,12 +2,13 @@
 
 Weights are always randomly initialised: jetfleet never downloads anything
 at run time, and ImageNet weights would not fit 1-channel 8×8 digits anyway.
+torchvision is imported inside each constructor: importing it costs ~3 s of
+start-up that a run training ``basic_cnn`` should not pay.
 """
 
 from __future__ import annotations
 
 from torch import nn
-from torchvision import models as tvm
 
 from jetfleet.controller.models.registry import register_model
 
@@ -18,7 +19,9 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, small_input: bool = Tr
 
     Without that swap a 32×32 image is 8×8 after the stem and 1×1 by stage 4.
     """
-    model = tvm.resnet18(weights=None, num_classes=num_classes)
+    from torchvision.models import resnet18 as tv_resnet18
+
+    model = tv_resnet18(weights=None, num_classes=num_classes)
     if small_input or in_channels != 3:
         stride, kernel = (1, 3) if small_input else (2, 7)
         model.conv1 = nn.Conv2d(in_channels, 64, kernel, stride=stride, padding=kernel // 2, bias=False)
@@ -30,7 +33,9 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, small_input: bool = Tr
 @register_model
 def mobilenet_v3_small(num_classes: int = 10, in_channels: int = 3, small_input: bool = True) -> nn.Module:
     """torchvision MobileNetV3-Small; ``small_input`` makes the stride-2 stem stride 1 so small images keep detail."""
-    model = tvm.mobilenet_v3_small(weights=None, num_classes=num_classes)
+    from torchvision.models import mobilenet_v3_small as tv_mobilenet
+
+    model = tv_mobilenet(weights=None, num_classes=num_classes)
     stem = model.features[0][0]
     assert isinstance(stem, nn.Conv2d)
     if small_input or in_channels != 3:

@@ -77,7 +77,9 @@ def model_from_checkpoint(ckpt: dict[str, Any], expected_model: str | None = Non
             f"checkpoint holds a {name} model, not {resolve_model_name(expected_model)}",
             hint=f"pass --model {name} or use a {expected_model} checkpoint",
         )
-    model = create_model(name, num_classes=ckpt["num_classes"], in_channels=ckpt["in_channels"], **ckpt.get("model_kwargs", {}))
+    model = create_model(
+        name, num_classes=ckpt["num_classes"], in_channels=ckpt["in_channels"], **ckpt.get("model_kwargs", {})
+    )
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -89,16 +89,26 @@ class TrainConfig:
             (self.accumulate >= 1, f"--accumulate must be at least 1, got {self.accumulate}"),
             (self.optim.name in OPTIMIZERS, f"unknown optimizer {self.optim.name!r}; choose {', '.join(OPTIMIZERS)}"),
             (self.optim.lr > 0, f"--lr must be positive, got {self.optim.lr}"),
-            (self.schedule.name in SCHEDULERS, f"unknown scheduler {self.schedule.name!r}; choose {', '.join(SCHEDULERS)}"),
+            (
+                self.schedule.name in SCHEDULERS,
+                f"unknown scheduler {self.schedule.name!r}; choose {', '.join(SCHEDULERS)}",
+            ),
             (self.monitor in MONITORS, f"unknown monitor {self.monitor!r}; choose {', '.join(MONITORS)}"),
             (self.early_stopping_patience >= 0, "--patience must be 0 (off) or positive"),
             (0 <= self.loss.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.workers >= 0, "--workers must be 0 or more"),
         ]
         bs = self.batch_size
-        checks.append((bs == "auto" or (isinstance(bs, int) and bs >= 1), f"--batch-size must be a positive integer or 'auto', got {bs!r}"))
+        checks.append(
+            (
+                bs == "auto" or (isinstance(bs, int) and bs >= 1),
+                f"--batch-size must be a positive integer or 'auto', got {bs!r}",
+            )
+        )
         loss_ok = self.loss.name in BUILTIN_LOSSES or ":" in self.loss.name
-        checks.append((loss_ok, f"unknown loss {self.loss.name!r}; choose {', '.join(BUILTIN_LOSSES)} or package.module:Name"))
+        checks.append(
+            (loss_ok, f"unknown loss {self.loss.name!r}; choose {', '.join(BUILTIN_LOSSES)} or package.module:Name")
+        )
         for ok, message in checks:
             if not ok:
                 raise JetfleetError(message)

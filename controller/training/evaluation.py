@@ -12,9 +12,9 @@ from rich.console import Console
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.data import DataOptions, DatasetBundle, load_dataset, make_loader
 from jetfleet.controller.training.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
+from jetfleet.controller.training.config import LossConfig
 from jetfleet.controller.training.engine import BatchPrep, evaluate, select_device
 from jetfleet.controller.training.losses import build_loss
-from jetfleet.controller.training.config import LossConfig
 from jetfleet.controller.training.report import print_report, report_dict, report_of, write_confusion
 from jetfleet.controller.training.rundir import write_json
 

@@ -30,7 +30,12 @@ class Schedule:
     """
 
     def __init__(
-        self, optimizer: torch.optim.Optimizer, config: ScheduleConfig, epochs: int, steps_per_epoch: int, maximize: bool
+        self,
+        optimizer: torch.optim.Optimizer,
+        config: ScheduleConfig,
+        epochs: int,
+        steps_per_epoch: int,
+        maximize: bool,
     ) -> None:
         self.name = config.name
         self.scheduler: Any = None

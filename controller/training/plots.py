@@ -13,11 +13,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
 
-from jetfleet.common.files import atomic_path  # noqa: E402
+from jetfleet.common.files import atomic_path
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -26,7 +26,9 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
-def _curve(history: Sequence[dict[str, float]], keys: dict[str, str], ylabel: str, path: Path, log: bool = False) -> None:
+def _curve(
+    history: Sequence[dict[str, float]], keys: dict[str, str], ylabel: str, path: Path, log: bool = False
+) -> None:
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in keys.items():

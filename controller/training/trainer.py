@@ -37,7 +37,8 @@ from jetfleet.controller.training.report import print_report, report_dict, repor
 from jetfleet.controller.training.rundir import prepare_run_dir, summary_markdown, write_history, write_json
 from jetfleet.controller.training.tensorboard import TensorBoardLog
 
-AUTO_BATCH_LIMIT = 512  # beyond this, small datasets get too few steps per epoch to learn
+AUTO_BATCH_LIMIT = 512  # beyond this, returns in accuracy per image shrink on every model we ship
+MIN_STEPS_PER_EPOCH = 16  # auto never picks a batch so big that an epoch has fewer optimizer steps
 
 
 @dataclass
@@ -81,8 +82,14 @@ def seed_everything(seed: int) -> None:
 class Run:
     """Everything a run needs, built once from the config (and optionally a checkpoint)."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, console: Console, download: bool = False,
-                 batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: Path,
+        console: Console,
+        download: bool = False,
+        batch_size: int | None = None,
+    ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.console = console
@@ -91,13 +98,18 @@ class Run:
         seed_everything(config.seed)
         self.model_name = resolve_model_name(config.model)
         self.model = create_model(
-            self.model_name, num_classes=self.bundle.num_classes, in_channels=self.bundle.channels, **config.model_kwargs
+            self.model_name,
+            num_classes=self.bundle.num_classes,
+            in_channels=self.bundle.channels,
+            **config.model_kwargs,
         )
         self.batch_size = batch_size or self._batch_size()
         self.model.to(self.device)
         self.augment = resolve_augment(config.augment, self.bundle.default_augment)
         mean, std = self.bundle.mean, self.bundle.std
-        self.train_prep = BatchPrep(self.device, mean, std, BatchAugment(self.augment) if self.augment.enabled else None)
+        self.train_prep = BatchPrep(
+            self.device, mean, std, BatchAugment(self.augment) if self.augment.enabled else None
+        )
         self.eval_prep = BatchPrep(self.device, mean, std)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, config.workers, pin)
@@ -117,7 +129,7 @@ class Run:
         if self.config.batch_size != "auto":
             return int(self.config.batch_size)
         shape = (self.bundle.channels, self.bundle.input_size, self.bundle.input_size)
-        limit = min(AUTO_BATCH_LIMIT, len(self.bundle.train))
+        limit = max(1, min(AUTO_BATCH_LIMIT, len(self.bundle.train) // MIN_STEPS_PER_EPOCH))
         chosen = auto_batch_size(self.model, shape, self.device, limit)
         self.console.print(f"--batch-size auto: using {chosen} on {self.device}")
         return chosen
@@ -166,8 +178,16 @@ class Run:
         progress.start_epoch(epoch, len(self.train_loader))
         lr = self.optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
-            self.model, self.train_loader, self.criterion, self.optimizer, self.train_prep, gen,
-            self.precision, self.schedule, self.config.accumulate, progress.batch,
+            self.model,
+            self.train_loader,
+            self.criterion,
+            self.optimizer,
+            self.train_prep,
+            gen,
+            self.precision,
+            self.schedule,
+            self.config.accumulate,
+            progress.batch,
         )
         val = evaluate(self.model, self.val_loader, self.criterion, self.eval_prep, self.precision)
         self.schedule.after_epoch(val.accuracy if self.config.monitor == "val_accuracy" else val.loss)
@@ -185,7 +205,10 @@ class Run:
 
     def fit(self) -> None:
         cfg = self.config
-        with TrainProgress(self.console, cfg.epochs, self.next_epoch) as progress, TensorBoardLog(self.out_dir / "tensorboard") as tb:
+        with (
+            TrainProgress(self.console, cfg.epochs, self.next_epoch) as progress,
+            TensorBoardLog(self.out_dir / "tensorboard") as tb,
+        ):
             for epoch in range(self.next_epoch, cfg.epochs):
                 if self.stopper.should_stop:
                     break
@@ -254,8 +277,9 @@ def _execute(run: Run) -> RunResult:
     return RunResult(run.out_dir, summary)
 
 
-def train(config: TrainConfig, out_dir: Path, console: Console | None = None, overwrite: bool = False,
-          download: bool = False) -> RunResult:
+def train(
+    config: TrainConfig, out_dir: Path, console: Console | None = None, overwrite: bool = False, download: bool = False
+) -> RunResult:
     """Start a new run in ``out_dir`` (refusing to replace an existing run unless ``overwrite``)."""
     console = console or Console()
     prepare_run_dir(out_dir, overwrite)

@@ -42,7 +42,7 @@ def test_seed_names_resolve(name: str, canonical: str) -> None:
 
 
 def test_unknown_model_lists_the_choices() -> None:
-    with pytest.raises(JetfleetError, match="unknown model 'lenet'.*basic_cnn"):
+    with pytest.raises(JetfleetError, match=r"unknown model 'lenet'.*basic_cnn"):
         create_model("lenet")
 
 
