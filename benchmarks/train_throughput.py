@@ -45,8 +45,9 @@ Target
     0 either way unless ``--strict`` is given, because shared 2-core machines
     are noisy.
 
-Run ``.venv/bin/python benchmarks/train_throughput.py`` (about 1-2 minutes on
-2 cores) or add ``--quick`` (about 15 s, fewer rounds and a smaller split).
+Run ``.venv/bin/python benchmarks/train_throughput.py`` (about a minute on 2
+idle cores) or add ``--quick`` (about 20 s: fewer rounds, a smaller split).
+``benchmarks/README.md`` explains how to read the table.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ BATCH_SIZE = 64  # TrainConfig's default
 SEED = 42  # TrainConfig's default
 NUM_CLASSES = 10
 MODEL = "basic_cnn"
-BARE, JETFLEET, JETFLEET_AUG, NAIVE = "bare tensors", "jetfleet loop", "jetfleet loop + augment", "naive DataLoader"
+BARE, JETFLEET, JETFLEET_AUG, NAIVE = "bare tensors", "jetfleet loop", "jetfleet + augment", "naive DataLoader"
 NOISY_SPREAD = 1.5  # max/min images/s of one variant beyond which the run is flagged as disturbed
 CIFAR_AUGMENT = AugmentConfig(crop_padding=4, hflip=True)  # CIFAR-10's default_augment
 
@@ -97,7 +98,7 @@ class Settings:
 
 
 DEFAULT = Settings(digits_rounds=9, cifar_rounds=5, cifar_images=1_280)
-QUICK = Settings(digits_rounds=4, cifar_rounds=2, cifar_images=384)
+QUICK = Settings(digits_rounds=3, cifar_rounds=2, cifar_images=320)
 
 
 @dataclass(frozen=True)
@@ -311,11 +312,11 @@ def rows_of(workload: str, variants: list[Variant]) -> list[Row]:
 
 
 def results_table(rows: list[Row]) -> Table:
-    table = Table(title=f"{MODEL} training throughput (batch {BATCH_SIZE}, median of timed epochs)")
+    table = Table(title=f"{MODEL} training, batch {BATCH_SIZE}: images/s over timed epochs")
     table.add_column("workload")
     table.add_column("variant")
     table.add_column("median img/s", justify="right")
-    table.add_column("min–max img/s", justify="right")
+    table.add_column("min–max", justify="right")
     table.add_column("vs bare", justify="right")
     for i, row in enumerate(rows):
         new_workload = i == 0 or rows[i - 1].workload != row.workload
@@ -342,8 +343,8 @@ def verdicts(console: Console, rows: list[Row]) -> bool:
         ok &= passed
         mark = "[green]PASS[/]" if passed else "[red]FAIL[/]"
         console.print(
-            f"{workload}: jetfleet loop at {real.vs_bare:.2f} of bare (target ≥ {TARGET:.2f}) {mark}; "
-            f"{real.median / naive.median:.1f}× the naive DataLoader"
+            f"{workload}: jetfleet loop {real.vs_bare:.2f}× bare (target ≥ {TARGET:.2f}) {mark}, "
+            f"{real.median / naive.median:.2f}× naive"
         )
     return ok
 
@@ -361,7 +362,7 @@ def noise_note(console: Console, rows: list[Row]) -> None:
 
 def header(console: Console, device: torch.device, settings: Settings, workloads: list[Workload]) -> None:
     console.print(
-        f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
+        f"torch {torch.__version__} on {device}, threads: {torch.get_num_threads()}; "
         f"rounds: digits {settings.digits_rounds}, cifar-shaped {settings.cifar_rounds}"
     )
     for work in workloads:
@@ -370,7 +371,7 @@ def header(console: Console, device: torch.device, settings: Settings, workloads
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller split (~15 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller split (~20 s)")
     parser.add_argument("--strict", action="store_true", help=f"exit 1 if the jetfleet loop is below {TARGET} of bare")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU) or a torch device name")
     return parser.parse_args(argv)

@@ -17,7 +17,7 @@ from rich.console import Console
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.version import __version__
 
-console = Console()
+console = Console(soft_wrap=True)  # log lines stay whole when piped to a file
 err_console = Console(stderr=True)
 
 

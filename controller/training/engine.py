@@ -21,7 +21,7 @@ from jetfleet.controller.data.augment import BatchAugment
 from jetfleet.controller.training.optim import Schedule
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-BatchCallback = Callable[[int, float], None]  # (batch index, running loss)
+BatchCallback = Callable[[int, torch.Tensor], None]  # (batch index, loss on the device)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -127,7 +127,7 @@ def train_one_epoch(
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
         if on_batch is not None:
-            on_batch(i, float(loss.detach()))
+            on_batch(i, loss.detach())  # a tensor: the callback decides when a host sync is worth it
     if pending:
         _step(optimizer, precision, schedule)
     return EpochStats(

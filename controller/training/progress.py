@@ -6,8 +6,10 @@ so a non-interactive run is still readable.
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -28,6 +30,7 @@ class TrainProgress:
         )
         self.epoch_task = self.progress.add_task("epochs", total=epochs, completed=first_epoch, info="")
         self.batch_task = self.progress.add_task("batches", total=1, info="")
+        self._last_loss_read = 0.0
 
     def __enter__(self) -> TrainProgress:
         self.progress.start()
@@ -41,8 +44,16 @@ class TrainProgress:
     def start_epoch(self, epoch: int, batches: int) -> None:
         self.progress.reset(self.batch_task, total=batches, description=f"epoch {epoch + 1}", info="")
 
-    def batch(self, index: int, loss: float) -> None:
-        self.progress.update(self.batch_task, completed=index + 1, info=f"loss {loss:.4f}")
+    def batch(self, index: int, loss: torch.Tensor) -> None:
+        """Advance the batch bar; read the loss (a device sync on CUDA) at most ~10 times a second."""
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        if now - self._last_loss_read < 0.1:
+            self.progress.update(self.batch_task, completed=index + 1)
+            return
+        self._last_loss_read = now
+        self.progress.update(self.batch_task, completed=index + 1, info=f"loss {float(loss):.4f}")
 
     def end_epoch(self, row: dict[str, float], best: bool) -> None:
         self.progress.advance(self.epoch_task)
