@@ -19,7 +19,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -87,9 +87,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float
 
 
 def _three_way(split: Split, targets: np.ndarray, opts: DataOptions) -> tuple[Split, Split, Split]:
-    train_idx, val_idx, test_idx = stratified_split(
-        targets, (opts.val_fraction, opts.test_fraction), SPLIT_SEED
-    )
+    train_idx, val_idx, test_idx = stratified_split(targets, (opts.val_fraction, opts.test_fraction), SPLIT_SEED)
     return split.subset(train_idx), split.subset(val_idx), split.subset(test_idx)
 
 
@@ -139,13 +137,15 @@ class _CifarUnpickler(pickle.Unpickler):
     file cannot run code, only fail to load.
     """
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-    }
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
@@ -229,9 +229,7 @@ def scan_image_folder(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ..
     classes: list[str] = []
     samples: list[tuple[Path, int]] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            f for f in class_dir.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = sorted(f for f in class_dir.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         if files:
             samples.extend((f, len(classes)) for f in files)
             classes.append(class_dir.name)
@@ -347,9 +345,7 @@ def load_dataset(name: str, opts: DataOptions | None = None) -> DatasetBundle:
         return load_image_folder(name.removeprefix("folder:"), opts)
     key = name.lower().replace("-", "")
     if key not in DATASETS:
-        raise JetfleetError(
-            f"unknown dataset {name!r}", hint=f"choose one of: {', '.join(DATASETS)}, folder:PATH"
-        )
+        raise JetfleetError(f"unknown dataset {name!r}", hint=f"choose one of: {', '.join(DATASETS)}, folder:PATH")
     return DATASETS[key](opts)
 
 

@@ -27,7 +27,9 @@ def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -
 class InMemoryLoader:
     """Yield batches of a :class:`TensorSplit` by slicing a permutation; no workers needed."""
 
-    def __init__(self, split: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self, split: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False
+    ) -> None:
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -58,7 +60,13 @@ class FolderLoader:
     """A torch DataLoader over image files whose shuffle is reseeded every epoch."""
 
     def __init__(
-        self, split: FolderSplit, batch_size: int, shuffle: bool, seed: int = 0, workers: int = 2, pin_memory: bool = False
+        self,
+        split: FolderSplit,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        workers: int = 2,
+        pin_memory: bool = False,
     ) -> None:
         self.split = split
         self.batch_size = batch_size

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.files import atomic_path
-from matplotlib.figure import Figure
 
 LEAKY_SLOPE = 0.1
 """Slope for x < 0; torch's default 0.01 is invisible at plot scale, 0.1 shows the leak."""

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from jetfleet.common.errors import JetfleetError
-from jetfleet.common.files import atomic_path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from rich.table import Table
 from torch import nn
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.files import atomic_path
 
 
 @dataclass(frozen=True)

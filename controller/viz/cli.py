@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import click
-from jetfleet.common.files import atomic_write_text
 from rich.console import Console
 from rich.markup import escape
+
+from jetfleet.common.files import atomic_write_text
 
 if TYPE_CHECKING:
     from jetfleet.controller.viz.conv_demo import Padding

@@ -20,13 +20,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from jetfleet.common.errors import JetfleetError
-from jetfleet.common.files import atomic_path
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.files import atomic_path
 
 Padding = Literal["valid", "same"]
 FloatImage = npt.NDArray[np.float64]

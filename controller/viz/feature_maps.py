@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from torch import nn
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.files import atomic_path
 from jetfleet.common.preprocess import PreprocessSpec
 from jetfleet.controller.data.splits import load_image
 from jetfleet.controller.training.checkpoint import load_checkpoint, model_from_checkpoint, preprocess_of
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from torch import nn
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def test_cifar10_pixel_layout_is_channel_major(tmp_path: Path) -> None:
 
 
 def test_cifar10_missing_says_where_to_put_it(tmp_path: Path) -> None:
-    with pytest.raises(JetfleetError, match="cifar-10-batches-py.*--download"):
+    with pytest.raises(JetfleetError, match=r"cifar-10-batches-py.*--download"):
         load_dataset("cifar10", DataOptions(root=tmp_path))
 
 
@@ -126,7 +126,7 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     write_image_folder(tmp_path / "ds", per_class=4)
     bad = tmp_path / "ds" / "cat" / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(JetfleetError, match="cannot read image .*broken.png"):
+    with pytest.raises(JetfleetError, match=r"cannot read image .*broken\.png"):
         b = load_dataset(f"folder:{tmp_path / 'ds'}", DataOptions(image_size=8, val_fraction=0.0, test_fraction=0.0))
         for i in range(len(b.train)):
             b.train[i]

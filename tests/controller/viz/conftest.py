@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from jetfleet.common.preprocess import PreprocessSpec
 from jetfleet.controller.models import create_model
 from jetfleet.controller.training.checkpoint import save_checkpoint
-from PIL import Image
 
 LABELS = ("cat", "dog", "bird")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.viz.activations import (
     ACTIVATIONS,

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
+from torch import nn
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.models import create_model, list_models
 from jetfleet.controller.viz.architecture import (
@@ -15,8 +18,6 @@ from jetfleet.controller.viz.architecture import (
     summarize,
     totals,
 )
-from rich.console import Console
-from torch import nn
 
 
 def _row(rows: list[LayerRow], name: str) -> LayerRow:

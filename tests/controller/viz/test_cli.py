@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.viz.cli import viz
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.viz.conv_demo import (
     KERNELS,

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.preprocess import PreprocessSpec
 from jetfleet.controller.models import create_model
@@ -18,7 +20,6 @@ from jetfleet.controller.viz.feature_maps import (
     predict,
     preprocess_image,
 )
-from torch import nn
 
 
 def test_plot_feature_maps_basic_cnn(
