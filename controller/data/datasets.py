@@ -241,15 +241,17 @@ def scan_image_folder(root: Path) -> tuple[list[tuple[Path, int]], tuple[str, ..
     return samples, tuple(classes)
 
 
-def _folder_split(root: Path, opts: DataOptions, size: int, labels: tuple[str, ...] | None = None) -> FolderSplit:
+def _folder_split(
+    root: Path, opts: DataOptions, size: int, labels: tuple[str, ...] | None = None
+) -> tuple[FolderSplit, tuple[str, ...]]:
+    """The images under ``root`` and their class names; with ``labels``, ids follow those names."""
     samples, found = scan_image_folder(root)
     if labels is not None and found != labels:
-        remap = {name: labels.index(name) for name in found if name in labels}
         missing = sorted(set(found) - set(labels))
         if missing:
             raise JetfleetError(f"{root} has classes not in the training folder: {', '.join(missing)}")
-        samples = [(p, remap[found[t]]) for p, t in samples]
-    return FolderSplit(samples, size, opts.channels)
+        samples = [(p, labels.index(found[t])) for p, t in samples]
+    return FolderSplit(samples, size, opts.channels), labels or found
 
 
 def _folder_stats(split: FolderSplit, limit: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -260,21 +262,16 @@ def _folder_stats(split: FolderSplit, limit: int = 256) -> tuple[tuple[float, ..
 
 
 def _load_split_folders(name: str, root: Path, opts: DataOptions, size: int) -> DatasetBundle:
-    full = _folder_split(root / "train", opts, size)
+    full, labels = _folder_split(root / "train", opts, size)
     train, val = _train_val(full, full.targets.numpy(), opts)
-    labels = _class_names(root / "train")
     test_dir = root / "test" if (root / "test").is_dir() else root / "val"
-    test = _folder_split(test_dir, opts, size, labels)
+    test, _ = _folder_split(test_dir, opts, size, labels)
     assert isinstance(train, FolderSplit)
     if name == "imagenet" and opts.channels == 3:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         mean, std = _folder_stats(train)
     return _folder_bundle(name, train, val, test, labels, opts, size, mean, std)
-
-
-def _class_names(root: Path) -> tuple[str, ...]:
-    return scan_image_folder(root)[1]
 
 
 def _folder_bundle(
@@ -321,8 +318,7 @@ def load_image_folder(path: str, opts: DataOptions) -> DatasetBundle:
     size = opts.image_size or 64
     if (root / "train").is_dir() and (root / "val").is_dir():
         return _load_split_folders(f"folder:{root}", root, opts, size)
-    full = _folder_split(root, opts, size)
-    labels = _class_names(root)
+    full, labels = _folder_split(root, opts, size)
     train, val, test = _three_way(full, full.targets.numpy(), opts)
     assert isinstance(train, FolderSplit)
     mean, std = _folder_stats(train)

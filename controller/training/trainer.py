@@ -20,6 +20,7 @@ import torch
 from rich.console import Console
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.files import atomic_write_text
 from jetfleet.common.version import __version__
 from jetfleet.controller.data import AugmentConfig, BatchAugment, DataOptions, DatasetBundle, load_dataset, make_loader
 from jetfleet.controller.data.loading import epoch_generator
@@ -242,7 +243,7 @@ class Run:
         save_checkpoint(self.out_dir / "best.pt", {**best, "test_metrics": test})
         summary = self.summary(test)
         write_json(self.out_dir / "summary.json", summary)
-        (self.out_dir / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+        atomic_write_text(self.out_dir / "summary.md", summary_markdown(summary))
         return summary
 
     def summary(self, test: dict[str, Any]) -> dict[str, Any]:
