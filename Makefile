@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/jetfleet train --model basic_cnn --dataset digits --epochs 10 --out runs/demo --overwrite
 
+# The registry contract tests also run against PostgreSQL: scripts/test-postgres.sh
+# starts a local server (installing it with apt if needed) and prints its URL.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	JETFLEET_TEST_PG_URL="$${JETFLEET_TEST_PG_URL:-$$(scripts/test-postgres.sh || true)}" $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
