@@ -179,6 +179,13 @@ def cli() -> None:
     default=None,
     help="Continue the run in this directory (or from this last.pt).",
 )
+@click.option(
+    "--register/--no-register", default=True, show_default=True, help="Register the result as a model version."
+)
+@click.option("--register-as", default=None, help="Model name in the registry (default: the architecture).")
+@click.option(
+    "--db", envvar="JETFLEET_DB", default=None, help="Registry database URL (default: SQLite in JETFLEET_HOME)."
+)
 def train(**opts: Any) -> None:
     """Train a model and write checkpoints, curves, metrics and a summary to a run directory."""
     from jetfleet.controller.training import trainer
@@ -193,6 +200,12 @@ def train(**opts: Any) -> None:
     console.print(
         f"test accuracy {result.test_accuracy:.2%}; report written to [bold]{result.out_dir / 'summary.md'}[/]"
     )
+    if opts["register"]:
+        from jetfleet.controller.registry.cli import open_registry
+        from jetfleet.controller.registry.runs import register_run
+
+        info = register_run(open_registry(opts["db"]), result.out_dir, opts["register_as"])
+        console.print(f"registered as [bold]{info.ref}[/] (see `jetfleet models show {info.ref}`)")
 
 
 def _slug(dataset: str) -> str:
@@ -259,15 +272,17 @@ def evaluate(
     evaluate_checkpoint(req, out_dir, console)
 
 
-def _attach_viz() -> None:
+def _attach_subcommands() -> None:
+    from jetfleet.controller.registry.cli import models
     from jetfleet.controller.viz.cli import viz
 
     cli.add_command(viz)
+    cli.add_command(models)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and a non-zero exit."""
-    _attach_viz()
+    _attach_subcommands()
     try:
         code = cli.main(args=argv, prog_name="jetfleet", standalone_mode=False)
     except JetfleetError as exc:

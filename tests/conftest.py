@@ -28,6 +28,15 @@ def run_cli(
     )
 
 
+@pytest.fixture(autouse=True)
+def _private_jetfleet_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every process it starts) gets its own registry, never the user's."""
+    home = tmp_path_factory.mktemp("jetfleet-home")
+    monkeypatch.setenv("JETFLEET_HOME", str(home))
+    monkeypatch.delenv("JETFLEET_DB", raising=False)
+    return home
+
+
 @pytest.fixture
 def cli(tmp_path: Path):
     """``cli("train", ...)`` runs ``jetfleet`` inside ``tmp_path``."""

@@ -59,3 +59,23 @@ def write_image_folder(
             pil = pil.resize((size + 7, size))  # not square: exercises resize + centre crop
         pil.save(folder / f"{i}.png")
     return root
+
+
+def pg_url_or_skip() -> str:
+    """The test PostgreSQL URL (see scripts/test-postgres.sh), emptied; skip or fail without one."""
+    import os
+
+    import pytest
+
+    url = os.environ.get("JETFLEET_TEST_PG_URL")
+    if not url:
+        if os.environ.get("JETFLEET_REQUIRE_PG") == "1":
+            pytest.fail("JETFLEET_REQUIRE_PG=1 but JETFLEET_TEST_PG_URL is not set")
+        pytest.skip("PostgreSQL not configured: run scripts/test-postgres.sh and set JETFLEET_TEST_PG_URL")
+    from jetfleet.controller.registry.db import downgrade, make_engine, migrate
+
+    engine = make_engine(url)
+    migrate(engine)  # so that downgrade has something to drop, whatever an earlier test left
+    downgrade(engine, "base")
+    engine.dispose()
+    return url

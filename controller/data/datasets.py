@@ -15,6 +15,7 @@ is reported on:
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,19 @@ class DatasetBundle:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def fingerprint(self) -> str:
+        """sha256 over every split's content (in-memory) or file listing (folders) and the labels.
+
+        Recorded as lineage, so two versions trained "on cifar10" can be told
+        apart when the data under that name changed.
+        """
+        digest = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            split.fingerprint(digest)
+            digest.update(b"|")
+        digest.update("\0".join(self.labels).encode())
+        return digest.hexdigest()
 
     def preprocess_spec(self) -> PreprocessSpec:
         return PreprocessSpec(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,11 @@ class TensorSplit:
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def fingerprint(self, digest: Any) -> None:
+        """Feed the exact pixels and labels into ``digest`` (a hashlib object)."""
+        digest.update(self.images.contiguous().numpy().tobytes())
+        digest.update(self.targets.numpy().astype("<i8").tobytes())
 
     def subset(self, indices: npt.NDArray[np.int64]) -> TensorSplit:
         idx = torch.as_tensor(indices, dtype=torch.long)
@@ -67,6 +73,12 @@ class FolderSplit(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
         return torch.from_numpy(load_image(path, self.size, self.channels)), target
+
+    def fingerprint(self, digest: Any) -> None:
+        """Feed file names, sizes, modification times and labels into ``digest`` (no pixel reads)."""
+        for path, target in self.samples:
+            st = path.stat()
+            digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0{target}\n".encode())
 
     def subset(self, indices: npt.NDArray[np.int64]) -> FolderSplit:
         return FolderSplit([self.samples[i] for i in indices], self.size, self.channels)

@@ -250,6 +250,7 @@ class Run:
         return {
             "model": self.model_name,
             "dataset": self.bundle.name,
+            "dataset_fingerprint": self.bundle.fingerprint(),
             "test_accuracy": test["top1_accuracy"],
             f"test_top{test['k']}_accuracy": test[f"top{test['k']}_accuracy"],
             "test_macro_f1": test["macro_f1"],

@@ -8,23 +8,14 @@ it the PostgreSQL cases skip and say why, unless ``JETFLEET_REQUIRE_PG=1``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from fixtures import pg_url_or_skip
 
 from jetfleet.controller.registry.blobs import BlobStore
-from jetfleet.controller.registry.db import downgrade, make_engine, migrate
+from jetfleet.controller.registry.db import make_engine, migrate
 from jetfleet.controller.registry.store import Registry
-
-
-def pg_url() -> str | None:
-    url = os.environ.get("JETFLEET_TEST_PG_URL")
-    if not url:
-        if os.environ.get("JETFLEET_REQUIRE_PG") == "1":
-            pytest.fail("JETFLEET_REQUIRE_PG=1 but JETFLEET_TEST_PG_URL is not set")
-        pytest.skip("PostgreSQL not configured: run scripts/test-postgres.sh and set JETFLEET_TEST_PG_URL")
-    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -32,13 +23,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL with an empty schema (no tables, no alembic revision)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
-    url = pg_url()
-    assert url is not None
-    engine = make_engine(url)
-    migrate(engine)  # make sure downgrade has something to drop, whatever the last test left
-    downgrade(engine, "base")
-    engine.dispose()
-    return url
+    return pg_url_or_skip()
 
 
 @pytest.fixture

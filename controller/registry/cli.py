@@ -1,0 +1,133 @@
+"""``jetfleet models ...``: the registry from the command line (every listing has ``--json``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+db_option = click.option(
+    "--db", envvar="JETFLEET_DB", default=None, help="Registry database URL (default: SQLite under JETFLEET_HOME)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def open_registry(db: str | None) -> Any:
+    from jetfleet.controller.registry.store import Registry
+
+    return Registry.open(db)
+
+
+def _console() -> Console:
+    return Console(soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group("models")
+def models() -> None:
+    """List, inspect, alias, delete and garbage-collect registered models."""
+
+
+@models.command("list")
+@db_option
+@json_option
+def list_cmd(db: str | None, as_json: bool) -> None:
+    """Every model with its version count, latest version and aliases."""
+    rows = open_registry(db).list_models()
+    if as_json:
+        _print_json([asdict(r) for r in rows])
+        return
+    table = Table("model", "versions", "latest", "aliases", "description")
+    for r in rows:
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(r.aliases.items()))
+        table.add_row(r.name, str(r.versions), str(r.latest or "-"), aliases, r.description)
+    _console().print(table if rows else "the registry is empty: `jetfleet train` registers its result")
+
+
+@models.command("show")
+@click.argument("ref")
+@db_option
+@json_option
+def show_cmd(ref: str, db: str | None, as_json: bool) -> None:
+    """One version (NAME, NAME:VERSION or NAME@ALIAS): artifacts, hashes, metrics, lineage."""
+    info = open_registry(db).get(ref)
+    if as_json:
+        _print_json(asdict(info))
+        return
+    console = _console()
+    aliases = f"  aliases: {', '.join(info.aliases)}" if info.aliases else ""
+    console.print(
+        f"[bold]{info.ref}[/] ({info.architecture}, {info.status}, created {info.created_at:%Y-%m-%d %H:%M}){aliases}"
+    )
+    console.print(
+        f"dataset {info.dataset} (fingerprint {info.dataset_fingerprint[:12] or '-'}), code {info.code_version}"
+    )
+    table = Table("artifact", "sha256", "size", "accuracy", "other metrics")
+    for a in info.artifacts:
+        ms = [m for m in info.metrics if m.artifact_kind == a.kind]
+        acc = next((f"{m.value:.2%}" for m in ms if m.name == "accuracy"), "-")
+        other = ", ".join(f"{m.name} {m.value:.4g}" for m in ms if m.name != "accuracy")
+        table.add_row(a.kind, a.sha256[:16] + "…", f"{a.size:,}", acc, other)
+    console.print(table)
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int, required=False)
+@click.option("--remove", is_flag=True, help="Delete the alias instead.")
+@db_option
+def alias_cmd(name: str, alias: str, version: int | None, remove: bool, db: str | None) -> None:
+    """Point NAME@ALIAS (e.g. production) at VERSION, or --remove it."""
+    from jetfleet.common.errors import JetfleetError
+
+    registry = open_registry(db)
+    if remove:
+        registry.remove_alias(name, alias)
+        _console().print(f"removed {name}@{alias}")
+        return
+    if version is None:
+        raise JetfleetError("which version? e.g. `jetfleet models alias basic_cnn production 3`")
+    info = registry.set_alias(name, alias, version)
+    _console().print(f"{name}@{alias} → {info.ref}")
+
+
+@models.command("delete")
+@click.argument("ref")
+@db_option
+def delete_cmd(ref: str, db: str | None) -> None:
+    """Delete one version; its blobs stay until `jetfleet models gc` (other versions may share them)."""
+    info = open_registry(db).delete_version(ref)
+    _console().print(f"deleted {info.ref}; run `jetfleet models gc` to free unreferenced blobs")
+
+
+@models.command("gc")
+@db_option
+@json_option
+def gc_cmd(db: str | None, as_json: bool) -> None:
+    """Remove blobs that no registered artifact references."""
+    removed = open_registry(db).gc()
+    if as_json:
+        _print_json({"removed": removed})
+    else:
+        _console().print(f"removed {len(removed)} unreferenced blob(s)")
+
+
+@models.command("register")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Model name (default: the architecture).")
+@db_option
+def register_cmd(run_dir: Path, name: str | None, db: str | None) -> None:
+    """Register a finished run directory (what `jetfleet train` does unless --no-register)."""
+    from jetfleet.controller.registry.runs import register_run
+
+    info = register_run(open_registry(db), run_dir, name)
+    _console().print(f"registered {info.ref}")

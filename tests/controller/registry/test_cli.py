@@ -1,0 +1,74 @@
+"""``jetfleet train`` registering its result, and ``jetfleet models ...``, as subprocesses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fixtures import pg_url_or_skip
+
+
+def _json(result) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_train_registers_and_models_commands_work(cli, tmp_path: Path) -> None:
+    assert cli("train", "--epochs", "1", "--out", "r1").returncode == 0
+    second = cli("train", "--epochs", "1", "--seed", "3", "--out", "r2")
+    assert "registered as basic_cnn:2" in second.stdout
+
+    [listing] = _json(cli("models", "list", "--json"))
+    assert listing["name"] == "basic_cnn" and listing["versions"] == 2 and listing["latest"] == 2
+
+    shown = _json(cli("models", "show", "basic_cnn:1", "--json"))
+    (ckpt,) = shown["artifacts"]
+    assert ckpt["kind"] == "checkpoint" and ckpt["size"] > 1000
+    blob = Path(os.environ["JETFLEET_HOME"]) / "blobs" / "sha256" / ckpt["sha256"][:2] / ckpt["sha256"]
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == ckpt["sha256"]
+    accuracy = next(m for m in shown["metrics"] if m["name"] == "accuracy")
+    summary = json.loads((tmp_path / "r1" / "summary.json").read_text())
+    assert accuracy["value"] == summary["test_accuracy"]
+    assert shown["dataset"] == "digits" and len(shown["dataset_fingerprint"]) == 64
+    assert shown["preprocess"]["labels"] == [str(i) for i in range(10)]
+
+    assert cli("models", "alias", "basic_cnn", "production", "1").returncode == 0
+    assert _json(cli("models", "show", "basic_cnn@production", "--json"))["version"] == 1
+    human = cli("models", "show", "basic_cnn")
+    assert "basic_cnn:2" in human.stdout and "checkpoint" in human.stdout
+
+    assert cli("models", "delete", "basic_cnn:1").returncode == 0
+    assert _json(cli("models", "gc", "--json"))["removed"] == [ckpt["sha256"]]
+    assert not blob.exists()
+    missing = cli("models", "show", "basic_cnn@production")
+    assert missing.returncode == 1 and "no alias 'production'" in missing.stderr
+
+
+def test_no_register_leaves_the_registry_empty(cli) -> None:
+    assert cli("train", "--epochs", "1", "--no-register", "--out", "r").returncode == 0
+    assert _json(cli("models", "list", "--json")) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "show", "basic_cnn:x"], "bad model reference"),
+        (["models", "show", "nothing"], "no model named 'nothing'"),
+        (["models", "alias", "nothing", "production", "1"], "no model named"),
+        (["models", "list", "--db", "postgresql+psycopg://u:pw@127.0.0.1:1/db"], "cannot open registry database"),
+    ],
+)
+def test_bad_registry_input_is_one_line(cli, args: list[str], message: str) -> None:
+    result = cli(*args)
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert "pw@" not in result.stderr
+
+
+def test_registering_on_postgresql(cli) -> None:
+    url = pg_url_or_skip()
+    assert cli("train", "--epochs", "1", "--out", "r", "--db", url).returncode == 0
+    names = [m["name"] for m in _json(cli("models", "list", "--json", "--db", url))]
+    assert "basic_cnn" in names
