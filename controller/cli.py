@@ -186,6 +186,12 @@ def cli() -> None:
 @click.option(
     "--db", envvar="JETFLEET_DB", default=None, help="Registry database URL (default: SQLite in JETFLEET_HOME)."
 )
+@click.option(
+    "--optimize/--no-optimize",
+    default=True,
+    show_default=True,
+    help="After registering, export ONNX FP32/FP16/INT8 variants.",
+)
 def train(**opts: Any) -> None:
     """Train a model and write checkpoints, curves, metrics and a summary to a run directory."""
     from jetfleet.controller.training import trainer
@@ -204,8 +210,14 @@ def train(**opts: Any) -> None:
         from jetfleet.controller.registry.cli import open_registry
         from jetfleet.controller.registry.runs import register_run
 
-        info = register_run(open_registry(opts["db"]), result.out_dir, opts["register_as"])
-        console.print(f"registered as [bold]{info.ref}[/] (see `jetfleet models show {info.ref}`)")
+        registry = open_registry(opts["db"])
+        info = register_run(registry, result.out_dir, opts["register_as"])
+        console.print(f"registered as [bold]{info.ref}[/]")
+        if opts["optimize"]:
+            from jetfleet.controller.registry.optimize import optimize_version
+
+            optimize_version(registry, info.ref, Path(info.config.get("data_root", "data")), log=console.print)
+        console.print(f"see `jetfleet models show {info.ref}`")
 
 
 def _slug(dataset: str) -> str:

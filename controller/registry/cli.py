@@ -31,6 +31,12 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _fmt(value: float | None, pattern: str, negate: bool = False) -> str:
+    if value is None:
+        return "-"
+    return pattern.format(-value if negate else value)
+
+
 @click.group("models")
 def models() -> None:
     """List, inspect, alias, delete and garbage-collect registered models."""
@@ -70,13 +76,25 @@ def show_cmd(ref: str, db: str | None, as_json: bool) -> None:
     console.print(
         f"dataset {info.dataset} (fingerprint {info.dataset_fingerprint[:12] or '-'}), code {info.code_version}"
     )
-    table = Table("artifact", "sha256", "size", "accuracy", "other metrics")
+    table = Table("artifact", "sha256", "size", "accuracy", "Δ vs fp32", "p50 ms", "p99 ms")
     for a in info.artifacts:
-        ms = [m for m in info.metrics if m.artifact_kind == a.kind]
-        acc = next((f"{m.value:.2%}" for m in ms if m.name == "accuracy"), "-")
-        other = ", ".join(f"{m.name} {m.value:.4g}" for m in ms if m.name != "accuracy")
-        table.add_row(a.kind, a.sha256[:16] + "…", f"{a.size:,}", acc, other)
+        ms = {m.name: m.value for m in info.metrics if m.artifact_kind == a.kind}
+        table.add_row(
+            a.kind,
+            a.sha256[:16] + "…",
+            f"{a.size:,}",
+            _fmt(ms.get("accuracy"), "{:.2%}"),
+            _fmt(ms.get("accuracy_drop"), "{:+.2%}", negate=True),
+            _fmt(ms.get("latency_p50_ms"), "{:.3f}"),
+            _fmt(ms.get("latency_p99_ms"), "{:.3f}"),
+        )
     console.print(table)
+    parity = {m.name: m.value for m in info.metrics if m.name.startswith("parity_")}
+    if parity:
+        console.print(
+            f"ONNX vs torch: max abs diff {parity.get('parity_max_abs_diff', float('nan')):.2e}, "
+            f"top-1 agreement {parity.get('parity_top1_agreement', float('nan')):.2%}"
+        )
 
 
 @models.command("alias")
@@ -119,6 +137,19 @@ def gc_cmd(db: str | None, as_json: bool) -> None:
         _print_json({"removed": removed})
     else:
         _console().print(f"removed {len(removed)} unreferenced blob(s)")
+
+
+@models.command("export")
+@click.argument("ref")
+@click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@db_option
+def export_cmd(ref: str, data_root: Path, db: str | None) -> None:
+    """Export REF to ONNX and derive FP16 and INT8-QDQ variants, each with measured accuracy and latency."""
+    from jetfleet.controller.registry.optimize import optimize_version
+
+    console = _console()
+    info = optimize_version(open_registry(db), ref, data_root, log=console.print)
+    console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
 
 
 @models.command("register")

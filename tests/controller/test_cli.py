@@ -29,7 +29,9 @@ def test_version_and_help(cli) -> None:
 
 
 def test_train_then_evaluate_digits(cli, tmp_path: Path) -> None:
-    result = cli("train", "--model", "BasicCNN", "--dataset", "digits", "--epochs", "2", "--out", "runs/d")
+    result = cli(
+        "train", "--no-register", "--model", "BasicCNN", "--dataset", "digits", "--epochs", "2", "--out", "runs/d"
+    )
     assert result.returncode == 0, result.stderr
     run = tmp_path / "runs" / "d"
     assert "report written to" in result.stdout and "summary.md" in result.stdout
@@ -116,7 +118,7 @@ def test_bad_input_is_one_line(cli, args: list[str], fragments: list[str]) -> No
 
 def test_image_folder_with_no_classes(cli, tmp_path: Path) -> None:
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    assert_one_line_error(cli("train", "--dataset", f"folder:{tmp_path / 'empty'}"), "has no classes")
+    assert_one_line_error(cli("train", "--no-register", "--dataset", f"folder:{tmp_path / 'empty'}"), "has no classes")
 
 
 def test_corrupt_and_foreign_checkpoints(cli, tmp_path: Path) -> None:
@@ -129,23 +131,23 @@ def test_corrupt_and_foreign_checkpoints(cli, tmp_path: Path) -> None:
 
 
 def test_checkpoint_from_another_model_or_dataset(cli, tmp_path: Path) -> None:
-    assert cli("train", "--epochs", "1", "--out", "r").returncode == 0
+    assert cli("train", "--no-register", "--epochs", "1", "--out", "r").returncode == 0
     assert_one_line_error(cli("evaluate", "r/best.pt", "--model", "custom_resnet"), "holds a basic_cnn model")
     write_cifar10(tmp_path / "data", per_batch=4, test=4)
     assert_one_line_error(cli("evaluate", "r/best.pt", "--dataset", "cifar10"), "1-channel")
 
 
 def test_run_directory_is_protected(cli, tmp_path: Path) -> None:
-    assert cli("train", "--epochs", "1", "--out", "r").returncode == 0
+    assert cli("train", "--no-register", "--epochs", "1", "--out", "r").returncode == 0
     before = (tmp_path / "r" / "best.pt").read_bytes()
-    assert_one_line_error(cli("train", "--epochs", "1", "--out", "r"), "not empty", "--overwrite")
+    assert_one_line_error(cli("train", "--no-register", "--epochs", "1", "--out", "r"), "not empty", "--overwrite")
     assert (tmp_path / "r" / "best.pt").read_bytes() == before
-    assert cli("train", "--epochs", "1", "--seed", "7", "--out", "r", "--overwrite").returncode == 0
+    assert cli("train", "--no-register", "--epochs", "1", "--seed", "7", "--out", "r", "--overwrite").returncode == 0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["seed"] == 7
 
 
 def test_usage_errors_exit_2(cli) -> None:
-    result = cli("train", "--batch-size", "lots")
+    result = cli("train", "--no-register", "--batch-size", "lots")
     assert result.returncode == 2 and "--batch-size" in result.stderr
 
 
@@ -156,7 +158,20 @@ def test_legacy_toolkit_command(cli, tmp_path: Path) -> None:
     script = REPO / "jetson_cnn_toolkit.py"
     base = [sys.executable, str(script)]
     train = subprocess.run(
-        [*base, "--mode", "train", "--model", "BasicCNN", "--dataset", "digits", "--epochs", "1", "--out", "legacy"],
+        [
+            *base,
+            "--mode",
+            "train",
+            "--model",
+            "BasicCNN",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            "legacy",
+            "--no-optimize",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

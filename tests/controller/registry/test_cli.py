@@ -17,19 +17,25 @@ def _json(result) -> object:
 
 
 def test_train_registers_and_models_commands_work(cli, tmp_path: Path) -> None:
-    assert cli("train", "--epochs", "1", "--out", "r1").returncode == 0
-    second = cli("train", "--epochs", "1", "--seed", "3", "--out", "r2")
+    first = cli("train", "--epochs", "1", "--out", "r1")  # registers and optimizes, as users run it
+    assert first.returncode == 0, first.stderr
+    second = cli("train", "--epochs", "1", "--seed", "3", "--out", "r2", "--no-optimize")
     assert "registered as basic_cnn:2" in second.stdout
 
     [listing] = _json(cli("models", "list", "--json"))
     assert listing["name"] == "basic_cnn" and listing["versions"] == 2 and listing["latest"] == 2
 
     shown = _json(cli("models", "show", "basic_cnn:1", "--json"))
-    (ckpt,) = shown["artifacts"]
-    assert ckpt["kind"] == "checkpoint" and ckpt["size"] > 1000
+    kinds = [a["kind"] for a in shown["artifacts"]]
+    assert kinds == ["checkpoint", "onnx-fp32", "onnx-fp16", "onnx-int8-qdq", "calibration-set", "test-set"]
+    ckpt = shown["artifacts"][0]
+    assert ckpt["size"] > 1000
+    for kind in ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq"):
+        names = {m["name"] for m in shown["metrics"] if m["artifact_kind"] == kind}
+        assert {"accuracy", "latency_p50_ms", "latency_p99_ms"} <= names, kind
     blob = Path(os.environ["JETFLEET_HOME"]) / "blobs" / "sha256" / ckpt["sha256"][:2] / ckpt["sha256"]
     assert hashlib.sha256(blob.read_bytes()).hexdigest() == ckpt["sha256"]
-    accuracy = next(m for m in shown["metrics"] if m["name"] == "accuracy")
+    accuracy = next(m for m in shown["metrics"] if m["name"] == "accuracy" and m["artifact_kind"] == "checkpoint")
     summary = json.loads((tmp_path / "r1" / "summary.json").read_text())
     assert accuracy["value"] == summary["test_accuracy"]
     assert shown["dataset"] == "digits" and len(shown["dataset_fingerprint"]) == 64
@@ -37,11 +43,12 @@ def test_train_registers_and_models_commands_work(cli, tmp_path: Path) -> None:
 
     assert cli("models", "alias", "basic_cnn", "production", "1").returncode == 0
     assert _json(cli("models", "show", "basic_cnn@production", "--json"))["version"] == 1
-    human = cli("models", "show", "basic_cnn")
-    assert "basic_cnn:2" in human.stdout and "checkpoint" in human.stdout
+    human = cli("models", "show", "basic_cnn:1")
+    assert "onnx-int8-qdq" in human.stdout and "ONNX vs torch" in human.stdout
+    assert [a["kind"] for a in _json(cli("models", "show", "basic_cnn", "--json"))["artifacts"]] == ["checkpoint"]
 
     assert cli("models", "delete", "basic_cnn:1").returncode == 0
-    assert _json(cli("models", "gc", "--json"))["removed"] == [ckpt["sha256"]]
+    assert sorted(_json(cli("models", "gc", "--json"))["removed"]) == sorted(a["sha256"] for a in shown["artifacts"])
     assert not blob.exists()
     missing = cli("models", "show", "basic_cnn@production")
     assert missing.returncode == 1 and "no alias 'production'" in missing.stderr
@@ -69,6 +76,6 @@ def test_bad_registry_input_is_one_line(cli, args: list[str], message: str) -> N
 
 def test_registering_on_postgresql(cli) -> None:
     url = pg_url_or_skip()
-    assert cli("train", "--epochs", "1", "--out", "r", "--db", url).returncode == 0
+    assert cli("train", "--epochs", "1", "--out", "r", "--db", url, "--no-optimize").returncode == 0
     names = [m["name"] for m in _json(cli("models", "list", "--json", "--db", url))]
     assert "basic_cnn" in names

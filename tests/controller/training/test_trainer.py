@@ -97,7 +97,7 @@ def _without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
 
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path: Path, cli) -> None:
     """Kill a real training process mid-run, resume it, and get exactly the uninterrupted result."""
-    args = ["train", "--epochs", "6", "--rotation", "8"]
+    args = ["train", "--epochs", "6", "--rotation", "8", "--no-register"]
     whole = cli(*args, "--out", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr
 
@@ -123,7 +123,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path: Path, c
     done = load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] + 1
     assert 2 <= done < 6
 
-    resumed = cli("train", "--resume", tmp_path / "cut")
+    resumed = cli("train", "--resume", tmp_path / "cut", "--no-register")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {tmp_path / 'cut'} at epoch {done + 1}" in resumed.stdout.replace("\n", "")
     h_whole = json.loads((tmp_path / "whole" / "history.json").read_text())
