@@ -152,6 +152,48 @@ def export_cmd(ref: str, data_root: Path, db: str | None) -> None:
     console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
 
 
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    from jetfleet.common.errors import JetfleetError
+
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise JetfleetError(f"--{what} must be comma-separated numbers, got {text!r}") from None
+
+
+@models.command("import")
+@click.argument("onnx_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name in the registry.")
+@click.option("--input-size", type=click.IntRange(min=1), required=True, help="Square input size in pixels.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True)
+@click.option("--mean", default="0.485,0.456,0.406", show_default=True, help="Per-channel mean of [0,1] pixels.")
+@click.option("--std", default="0.229,0.224,0.225", show_default=True, help="Per-channel std of [0,1] pixels.")
+@click.option("--labels", default=None, help="Comma-separated class names, in output order.")
+@click.option(
+    "--labels-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="One class name per line."
+)
+@click.option("--description", default="", help="Free text shown in `models list`.")
+@db_option
+def import_cmd(onnx_file: Path, name: str, input_size: int, channels: str, mean: str, std: str, labels: str | None,
+               labels_file: Path | None, description: str, db: str | None) -> None:  # fmt: skip
+    """Register an ONNX classifier trained elsewhere, with the preprocessing it expects."""
+    from jetfleet.common.preprocess import PreprocessSpec
+    from jetfleet.controller.registry.importing import import_onnx
+
+    names: tuple[str, ...] = ()
+    if labels_file is not None:
+        names = tuple(ln.strip() for ln in labels_file.read_text(encoding="utf-8").splitlines() if ln.strip())
+    elif labels:
+        names = tuple(v.strip() for v in labels.split(","))
+    ch = int(channels)
+    mean_v, std_v = _floats(mean, "mean"), _floats(std, "std")
+    if ch == 1 and len(mean_v) == 3 and mean == "0.485,0.456,0.406":
+        mean_v, std_v = (0.5,), (0.5,)  # the RGB defaults make no sense for grayscale
+    spec = PreprocessSpec((input_size, input_size), ch, mean_v, std_v, names)
+    info = import_onnx(open_registry(db), onnx_file, name, spec, description)
+    _console().print(f"imported {onnx_file} as {info.ref}")
+
+
 @models.command("register")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Model name (default: the architecture).")

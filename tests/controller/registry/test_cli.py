@@ -79,3 +79,29 @@ def test_registering_on_postgresql(cli) -> None:
     assert cli("train", "--epochs", "1", "--out", "r", "--db", url, "--no-optimize").returncode == 0
     names = [m["name"] for m in _json(cli("models", "list", "--json", "--db", url))]
     assert "basic_cnn" in names
+
+
+def test_import_external_onnx(cli, tmp_path: Path) -> None:
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((64, 2), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 2])],
+        [weight],
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "m.onnx"))
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    ok = cli("models", "import", "m.onnx", "--name", "partner", "--input-size", "8", "--channels", "1",
+             "--labels-file", "labels.txt")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    shown = _json(cli("models", "show", "partner", "--json"))
+    assert shown["preprocess"]["labels"] == ["cat", "dog"] and shown["preprocess"]["mean"] == [0.5]
+    (tmp_path / "junk.onnx").write_bytes(b"junk" * 50)
+    bad = cli("models", "import", "junk.onnx", "--name", "junk", "--input-size", "8")
+    assert bad.returncode == 1 and "not an ONNX model" in bad.stderr and "Traceback" not in bad.stderr
+    assert [m["name"] for m in _json(cli("models", "list", "--json"))] == ["partner"]
