@@ -79,3 +79,20 @@ def pg_url_or_skip() -> str:
     downgrade(engine, "base")
     engine.dispose()
     return url
+
+
+def tiny_onnx_classifier(path: Path, classes: int = 3, channels: int = 1, size: int = 8) -> Path:
+    """Flatten → Gemm: a real, checkable ONNX classifier written with onnx.helper (no torch export)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((channels * size * size, classes), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", channels, size, size])],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", classes])],
+        [weight],
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path

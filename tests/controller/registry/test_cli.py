@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fixtures import pg_url_or_skip
+from fixtures import pg_url_or_skip, tiny_onnx_classifier
 
 
 def _json(result) -> object:
@@ -82,19 +82,7 @@ def test_registering_on_postgresql(cli) -> None:
 
 
 def test_import_external_onnx(cli, tmp_path: Path) -> None:
-    import numpy as np
-    import onnx
-    from onnx import helper, numpy_helper
-
-    weight = numpy_helper.from_array(np.ones((64, 2), np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"])],
-        "tiny",
-        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 1, 8, 8])],
-        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", 2])],
-        [weight],
-    )
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "m.onnx"))
+    tiny_onnx_classifier(tmp_path / "m.onnx", classes=2)
     (tmp_path / "labels.txt").write_text("cat\ndog\n")
     ok = cli("models", "import", "m.onnx", "--name", "partner", "--input-size", "8", "--channels", "1",
              "--labels-file", "labels.txt")  # fmt: skip

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import helper, numpy_helper
+from fixtures import tiny_onnx_classifier
 
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.preprocess import PreprocessSpec
@@ -18,22 +17,8 @@ from jetfleet.controller.registry.store import Registry
 SPEC = PreprocessSpec((8, 8), 1, (0.5,), (0.5,), tuple("abc"))
 
 
-def _tiny_classifier(path: Path, classes: int = 3, channels: int = 1) -> Path:
-    """Flatten → Gemm: a real, checkable ONNX classifier written with onnx.helper (no torch export)."""
-    weight = numpy_helper.from_array(np.ones((channels * 64, classes), np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "W"], ["logits"])],
-        "tiny",
-        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", channels, 8, 8])],
-        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", classes])],
-        [weight],
-    )
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
-    return path
-
-
 def test_import_registers_an_onnx_classifier(registry: Registry, tmp_path: Path) -> None:
-    info = import_onnx(registry, _tiny_classifier(tmp_path / "m.onnx"), "external_net", SPEC, "from a partner")
+    info = import_onnx(registry, tiny_onnx_classifier(tmp_path / "m.onnx"), "external_net", SPEC, "from a partner")
     assert info.ref == "external_net:1" and info.architecture == "external-onnx"
     assert [a.kind for a in info.artifacts] == ["onnx-fp32"] and info.artifacts[0].details["opset"] == 18
     assert PreprocessSpec.from_dict(info.preprocess) == SPEC
@@ -44,7 +29,7 @@ def _external_data_model(tmp_path: Path) -> Path:
     """A model whose weight claims to live in a file outside its folder (no such file is written)."""
     from onnx.external_data_helper import set_external_data
 
-    path = _tiny_classifier(tmp_path / "ext.onnx")
+    path = tiny_onnx_classifier(tmp_path / "ext.onnx")
     model = onnx.load(str(path))
     weight = model.graph.initializer[0]
     set_external_data(weight, location="../outside.bin")
@@ -56,7 +41,7 @@ def _external_data_model(tmp_path: Path) -> Path:
 
 
 def _broken_model(tmp_path: Path) -> Path:
-    path = _tiny_classifier(tmp_path / "broken.onnx")
+    path = tiny_onnx_classifier(tmp_path / "broken.onnx")
     model = onnx.load(str(path))
     model.graph.node[1].input[1] = "missing_weight"
     onnx.save_model(model, str(path))
@@ -77,7 +62,7 @@ def _torch_file(tmp_path: Path) -> Path:
 
 
 def _classifier(tmp_path: Path) -> Path:
-    return _tiny_classifier(tmp_path / "m.onnx")
+    return tiny_onnx_classifier(tmp_path / "m.onnx")
 
 
 def _absent(tmp_path: Path) -> Path:
@@ -104,6 +89,6 @@ def test_bad_imports_write_nothing(registry: Registry, tmp_path: Path, make, spe
 
 
 def test_size_limit(tmp_path: Path) -> None:
-    path = _tiny_classifier(tmp_path / "m.onnx")
+    path = tiny_onnx_classifier(tmp_path / "m.onnx")
     with pytest.raises(JetfleetError, match="over the import limit"):
         validate_onnx_classifier(path, SPEC, max_size=100)
