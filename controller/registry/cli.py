@@ -15,6 +15,12 @@ db_option = click.option(
     "--db", envvar="JETFLEET_DB", default=None, help="Registry database URL (default: SQLite under JETFLEET_HOME)."
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+data_root_option = click.option(
+    "--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True, help="Dataset root."
+)
+dataset_option = click.option(
+    "--dataset", default=None, help="Score and calibrate on this dataset (default: the one it was trained on)."
+)
 
 
 def open_registry(db: str | None) -> Any:
@@ -141,14 +147,33 @@ def gc_cmd(db: str | None, as_json: bool) -> None:
 
 @models.command("export")
 @click.argument("ref")
-@click.option("--data-root", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@data_root_option
+@dataset_option
+@click.option("--fp32-only", is_flag=True, help="Skip the FP16 and INT8 variants.")
 @db_option
-def export_cmd(ref: str, data_root: Path, db: str | None) -> None:
-    """Export REF to ONNX and derive FP16 and INT8-QDQ variants, each with measured accuracy and latency."""
-    from jetfleet.controller.registry.optimize import optimize_version
+def export_cmd(ref: str, data_root: Path, dataset: str | None, fp32_only: bool, db: str | None) -> None:
+    """Export REF's checkpoint to ONNX, then derive FP16 and INT8-QDQ variants (accuracy and latency measured)."""
+    from jetfleet.controller.registry.optimize import export_version, optimize_version
 
     console = _console()
-    info = optimize_version(open_registry(db), ref, data_root, log=console.print)
+    run = export_version if fp32_only else optimize_version
+    info = run(open_registry(db), ref, data_root, dataset, log=console.print)
+    console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
+
+
+@models.command("quantize")
+@click.argument("ref")
+@click.option("--precision", type=click.Choice(["fp16", "int8", "all"]), default="all", show_default=True)
+@data_root_option
+@dataset_option
+@db_option
+def quantize_cmd(ref: str, precision: str, data_root: Path, dataset: str | None, db: str | None) -> None:
+    """FP16 / INT8-QDQ variants of REF's ONNX FP32 artifact (works for imported models with --dataset)."""
+    from jetfleet.controller.registry.optimize import PRECISIONS, quantize_version
+
+    console = _console()
+    precisions = PRECISIONS if precision == "all" else (precision,)
+    info = quantize_version(open_registry(db), ref, precisions, data_root, dataset, log=console.print)
     console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
 
 

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.preprocess import PreprocessSpec
 from jetfleet.controller.data import DataOptions, load_dataset
 from jetfleet.controller.data.splits import TensorSplit
 from jetfleet.controller.export.onnx_export import OPSET, export_onnx, ort_logits, ort_session, parity_check
@@ -97,8 +98,36 @@ def _save_npz(path: Path, data: EvalData, labels: list[str]) -> Path:
     return path
 
 
-def optimize_version(registry: Registry, ref: str, data_root: Path = Path("data"), log: Log = print) -> VersionInfo:
-    """Export and quantize ``ref``; attach every artifact and metric to the version."""
+@dataclass
+class VersionData:
+    """The images a version is exported, calibrated and scored with."""
+
+    test: EvalData
+    val: EvalData
+    calibration: EvalData
+    labels: list[str]
+
+
+def load_version_data(spec: PreprocessSpec, dataset: str, data_root: Path) -> VersionData:
+    """Load ``dataset`` shaped and normalized the way ``spec`` says."""
+    if not dataset:
+        raise JetfleetError("this version records no dataset; pass --dataset to score and calibrate it")
+    opts = DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels)
+    bundle = load_dataset(dataset, opts)
+    if spec.num_classes and bundle.num_classes != spec.num_classes:
+        raise JetfleetError(f"dataset {dataset} has {bundle.num_classes} classes, the model {spec.num_classes}")
+    return VersionData(
+        test=_materialize(bundle.test, None, spec.mean, spec.std),
+        val=_materialize(bundle.val, PARITY_IMAGES, spec.mean, spec.std),
+        calibration=_materialize(_calibration_split(bundle.train, CALIBRATION_IMAGES), None, spec.mean, spec.std),
+        labels=list(spec.labels or bundle.labels),
+    )
+
+
+def export_version(
+    registry: Registry, ref: str, data_root: Path = Path("data"), dataset: str | None = None, log: Log = print
+) -> VersionInfo:
+    """ONNX FP32 from the version's checkpoint, with parity, accuracy, latency, calibration and test sets."""
     info = registry.get(ref)
     ckpt_art = info.artifact("checkpoint")
     if ckpt_art is None:
@@ -106,39 +135,76 @@ def optimize_version(registry: Registry, ref: str, data_root: Path = Path("data"
     registry.blobs.verify(ckpt_art.sha256)
     ckpt = load_checkpoint(registry.blob_path(ckpt_art.sha256))
     model, spec = model_from_checkpoint(ckpt), preprocess_of(ckpt)
-    bundle = load_dataset(
-        info.dataset, DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels)
-    )
-    if bundle.num_classes != spec.num_classes:
-        raise JetfleetError(
-            f"dataset {info.dataset} now has {bundle.num_classes} classes, the model {spec.num_classes}"
-        )
-    test = _materialize(bundle.test, None, spec.mean, spec.std)
-    val = _materialize(bundle.val, PARITY_IMAGES, spec.mean, spec.std)
-    calib = _materialize(_calibration_split(bundle.train, CALIBRATION_IMAGES), None, spec.mean, spec.std)
-    labels = list(spec.labels)
+    data = load_version_data(spec, dataset or info.dataset, data_root)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         log(f"{info.ref}: exporting ONNX (opset {OPSET}) and checking parity with torch")
         fp32 = export_onnx(model, spec, work / "fp32.onnx", {"jetfleet.model": info.ref})
-        parity = parity_check(model, fp32, val.normalized)
-        fp32_acc, metrics = _variant_metrics("onnx-fp32", fp32, test, None)
+        parity = parity_check(model, fp32, data.val.normalized)
+        _, metrics = _variant_metrics("onnx-fp32", fp32, data.test, None)
         metrics += [
             MetricInfo("parity_max_abs_diff", parity.max_abs_diff, "onnx-fp32", {"samples": parity.samples}),
             MetricInfo("parity_top1_agreement", parity.top1_agreement, "onnx-fp32", {"samples": parity.samples}),
         ]
         details = {"opset": OPSET, "dynamic_batch": True, "precision": "fp32"}
         registry.add_artifact(info.ref, NewArtifact("onnx-fp32", fp32, details), metrics)
-        log(f"{info.ref}: FP16 variant")
-        fp16 = convert_fp16(fp32, work / "fp16.onnx")
-        _, metrics = _variant_metrics("onnx-fp16", fp16, test, fp32_acc)
-        registry.add_artifact(info.ref, NewArtifact("onnx-fp16", fp16, {**details, "precision": "fp16"}), metrics)
-        log(f"{info.ref}: INT8 QDQ variant, calibrated on {len(calib.labels)} training images")
-        int8 = quantize_int8(fp32, work / "int8.onnx", calib.normalized)
-        _, metrics = _variant_metrics("onnx-int8-qdq", int8, test, fp32_acc)
-        int8_details = {**details, "precision": "int8", "format": "QDQ", "symmetric": True, "per_channel": True}
-        registry.add_artifact(info.ref, NewArtifact("onnx-int8-qdq", int8, int8_details), metrics)
-        calib_file = _save_npz(work / "calibration.npz", calib, labels)
-        registry.add_artifact(info.ref, NewArtifact("calibration-set", calib_file, {"images": len(calib.labels)}))
-        test_file = _save_npz(work / "test.npz", test, labels)
-        return registry.add_artifact(info.ref, NewArtifact("test-set", test_file, {"images": len(test.labels)}))
+        _store_sets(registry, info.ref, data, work)
+    return registry.get(info.ref)
+
+
+def _store_sets(registry: Registry, ref: str, data: VersionData, work: Path) -> None:
+    calib_file = _save_npz(work / "calibration.npz", data.calibration, data.labels)
+    registry.add_artifact(ref, NewArtifact("calibration-set", calib_file, {"images": len(data.calibration.labels)}))
+    test_file = _save_npz(work / "test.npz", data.test, data.labels)
+    registry.add_artifact(ref, NewArtifact("test-set", test_file, {"images": len(data.test.labels)}))
+
+
+PRECISIONS = ("fp16", "int8")
+
+
+def quantize_version(
+    registry: Registry,
+    ref: str,
+    precisions: tuple[str, ...] = PRECISIONS,
+    data_root: Path = Path("data"),
+    dataset: str | None = None,
+    log: Log = print,
+) -> VersionInfo:
+    """FP16 and/or INT8-QDQ variants of the version's ``onnx-fp32`` artifact, scored against it."""
+    info = registry.get(ref)
+    fp32_art = info.artifact("onnx-fp32")
+    if fp32_art is None:
+        raise JetfleetError(f"{info.ref} has no onnx-fp32 artifact", hint=f"run `jetfleet models export {info.ref}`")
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown:
+        raise JetfleetError(f"unknown precision {', '.join(sorted(unknown))}; choose from {', '.join(PRECISIONS)}")
+    registry.blobs.verify(fp32_art.sha256)
+    spec = PreprocessSpec.from_dict(info.preprocess)
+    data = load_version_data(spec, dataset or info.dataset, data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        fp32 = registry.blobs.copy_to(fp32_art.sha256, work / "fp32.onnx")
+        fp32_acc, _ = _variant_metrics("onnx-fp32", fp32, data.test, None)
+        details = {"opset": fp32_art.details.get("opset"), "dynamic_batch": True, "source": fp32_art.sha256}
+        if "fp16" in precisions:
+            log(f"{info.ref}: FP16 variant")
+            fp16 = convert_fp16(fp32, work / "fp16.onnx")
+            _, metrics = _variant_metrics("onnx-fp16", fp16, data.test, fp32_acc)
+            registry.add_artifact(info.ref, NewArtifact("onnx-fp16", fp16, {**details, "precision": "fp16"}), metrics)
+        if "int8" in precisions:
+            log(f"{info.ref}: INT8 QDQ variant, calibrated on {len(data.calibration.labels)} training images")
+            int8 = quantize_int8(fp32, work / "int8.onnx", data.calibration.normalized)
+            _, metrics = _variant_metrics("onnx-int8-qdq", int8, data.test, fp32_acc)
+            int8_details = {**details, "precision": "int8", "format": "QDQ", "symmetric": True, "per_channel": True}
+            registry.add_artifact(info.ref, NewArtifact("onnx-int8-qdq", int8, int8_details), metrics)
+        if info.artifact("test-set") is None:
+            _store_sets(registry, info.ref, data, work)
+    return registry.get(info.ref)
+
+
+def optimize_version(
+    registry: Registry, ref: str, data_root: Path = Path("data"), dataset: str | None = None, log: Log = print
+) -> VersionInfo:
+    """Export to ONNX FP32, then derive FP16 and INT8-QDQ: what `jetfleet train` runs after registering."""
+    info = export_version(registry, ref, data_root, dataset, log)
+    return quantize_version(registry, info.ref, PRECISIONS, data_root, dataset, log)

@@ -337,7 +337,10 @@ def _version_info(row: ModelVersion) -> VersionInfo:
         parent=parent,
         code_version=row.code_version,
         aliases=tuple(sorted(a.name for a in row.model.aliases if a.version_id == row.id)),
-        artifacts=tuple(ArtifactInfo(a.kind, a.sha256, a.size, dict(a.details)) for a in row.artifacts),
+        artifacts=tuple(
+            ArtifactInfo(a.kind, a.sha256, a.size, dict(a.details))
+            for a in sorted(row.artifacts, key=lambda a: ARTIFACT_KINDS.index(a.kind))  # pipeline order
+        ),
         metrics=tuple(MetricInfo(m.name, m.value, m.artifact_kind, dict(m.details)) for m in row.metrics),
     )
 

@@ -93,3 +93,5 @@ def test_import_external_onnx(cli, tmp_path: Path) -> None:
     bad = cli("models", "import", "junk.onnx", "--name", "junk", "--input-size", "8")
     assert bad.returncode == 1 and "not an ONNX model" in bad.stderr and "Traceback" not in bad.stderr
     assert [m["name"] for m in _json(cli("models", "list", "--json"))] == ["partner"]
+    mismatch = cli("models", "quantize", "partner", "--dataset", "digits")
+    assert mismatch.returncode == 1 and "has 10 classes, the model 2" in mismatch.stderr

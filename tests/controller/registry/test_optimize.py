@@ -59,3 +59,22 @@ def test_version_without_checkpoint_cannot_be_optimized(registry: Registry, tmp_
     info = registry.register_version("imported", [NewArtifact("onnx-fp32", onnx_file)], {})
     with pytest.raises(JetfleetError, match="no checkpoint artifact"):
         optimize_version(registry, info.ref, log=lambda _msg: None)
+
+
+def test_quantize_an_imported_model_on_a_named_dataset(registry: Registry, tmp_path: Path) -> None:
+    from fixtures import tiny_onnx_classifier
+
+    from jetfleet.common.preprocess import PreprocessSpec
+    from jetfleet.controller.registry.importing import import_onnx
+    from jetfleet.controller.registry.optimize import quantize_version
+
+    spec = PreprocessSpec((8, 8), 1, (0.3,), (0.4,), tuple(str(i) for i in range(10)))
+    info = import_onnx(registry, tiny_onnx_classifier(tmp_path / "m.onnx", classes=10), "partner", spec)
+    with pytest.raises(JetfleetError, match="records no dataset"):
+        quantize_version(registry, info.ref, log=lambda _m: None)
+    with pytest.raises(JetfleetError, match="unknown precision"):
+        quantize_version(registry, info.ref, ("int4",), dataset="digits", log=lambda _m: None)
+    done = quantize_version(registry, info.ref, ("int8",), dataset="digits", log=lambda _m: None)
+    assert [a.kind for a in done.artifacts] == ["onnx-fp32", "onnx-int8-qdq", "calibration-set", "test-set"]
+    assert {"accuracy", "accuracy_drop", "latency_p50_ms"} <= set(_metrics(done, "onnx-int8-qdq"))
+    assert done.artifact("onnx-int8-qdq").details["source"] == info.artifact("onnx-fp32").sha256
