@@ -37,6 +37,19 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _done(info: Any, as_json: bool, message: str) -> None:
+    """A command's result: the version as JSON for scripts, or one line for people."""
+    if as_json:
+        _print_json(asdict(info))
+    else:
+        _console().print(message)
+
+
+def _log(as_json: bool) -> Any:
+    """Progress lines go to stderr when stdout carries JSON."""
+    return Console(stderr=True, soft_wrap=True).print if as_json else _console().print
+
+
 def _fmt(value: float | None, pattern: str, negate: bool = False) -> str:
     if value is None:
         return "-"
@@ -109,28 +122,33 @@ def show_cmd(ref: str, db: str | None, as_json: bool) -> None:
 @click.argument("version", type=int, required=False)
 @click.option("--remove", is_flag=True, help="Delete the alias instead.")
 @db_option
-def alias_cmd(name: str, alias: str, version: int | None, remove: bool, db: str | None) -> None:
+@json_option
+def alias_cmd(name: str, alias: str, version: int | None, remove: bool, db: str | None, as_json: bool) -> None:
     """Point NAME@ALIAS (e.g. production) at VERSION, or --remove it."""
     from jetfleet.common.errors import JetfleetError
 
     registry = open_registry(db)
     if remove:
         registry.remove_alias(name, alias)
-        _console().print(f"removed {name}@{alias}")
+        if as_json:
+            _print_json({"removed": f"{name}@{alias}"})
+        else:
+            _console().print(f"removed {name}@{alias}")
         return
     if version is None:
         raise JetfleetError("which version? e.g. `jetfleet models alias basic_cnn production 3`")
     info = registry.set_alias(name, alias, version)
-    _console().print(f"{name}@{alias} → {info.ref}")
+    _done(info, as_json, f"{name}@{alias} → {info.ref}")
 
 
 @models.command("delete")
 @click.argument("ref")
 @db_option
-def delete_cmd(ref: str, db: str | None) -> None:
+@json_option
+def delete_cmd(ref: str, db: str | None, as_json: bool) -> None:
     """Delete one version; its blobs stay until `jetfleet models gc` (other versions may share them)."""
     info = open_registry(db).delete_version(ref)
-    _console().print(f"deleted {info.ref}; run `jetfleet models gc` to free unreferenced blobs")
+    _done(info, as_json, f"deleted {info.ref}; run `jetfleet models gc` to free unreferenced blobs")
 
 
 @models.command("gc")
@@ -145,20 +163,40 @@ def gc_cmd(db: str | None, as_json: bool) -> None:
         _console().print(f"removed {len(removed)} unreferenced blob(s)")
 
 
+@models.command("tag")
+@click.argument("ref")
+@click.argument("tags", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--status", default=None, help="Set the version's status, e.g. ready, archived, deprecated.")
+@db_option
+@json_option
+def tag_cmd(ref: str, tags: tuple[str, ...], status: str | None, db: str | None, as_json: bool) -> None:
+    """Add or change tags (KEY=VALUE; KEY= removes) and optionally the status of a version."""
+    from jetfleet.common.errors import JetfleetError
+
+    updates: dict[str, str | None] = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise JetfleetError(f"tags are KEY=VALUE, got {item!r}")
+        updates[key] = value or None
+    info = open_registry(db).update_version(ref, updates, status)
+    _done(info, as_json, f"{info.ref}: status {info.status}, tags {info.tags}")
+
+
 @models.command("export")
 @click.argument("ref")
 @data_root_option
 @dataset_option
 @click.option("--fp32-only", is_flag=True, help="Skip the FP16 and INT8 variants.")
 @db_option
-def export_cmd(ref: str, data_root: Path, dataset: str | None, fp32_only: bool, db: str | None) -> None:
+@json_option
+def export_cmd(ref: str, data_root: Path, dataset: str | None, fp32_only: bool, db: str | None, as_json: bool) -> None:
     """Export REF's checkpoint to ONNX, then derive FP16 and INT8-QDQ variants (accuracy and latency measured)."""
     from jetfleet.controller.registry.optimize import export_version, optimize_version
 
-    console = _console()
     run = export_version if fp32_only else optimize_version
-    info = run(open_registry(db), ref, data_root, dataset, log=console.print)
-    console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
+    info = run(open_registry(db), ref, data_root, dataset, log=_log(as_json))
+    _done(info, as_json, f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
 
 
 @models.command("quantize")
@@ -167,14 +205,14 @@ def export_cmd(ref: str, data_root: Path, dataset: str | None, fp32_only: bool, 
 @data_root_option
 @dataset_option
 @db_option
-def quantize_cmd(ref: str, precision: str, data_root: Path, dataset: str | None, db: str | None) -> None:
+@json_option
+def quantize_cmd(ref: str, precision: str, data_root: Path, dataset: str | None, db: str | None, as_json: bool) -> None:
     """FP16 / INT8-QDQ variants of REF's ONNX FP32 artifact (works for imported models with --dataset)."""
     from jetfleet.controller.registry.optimize import PRECISIONS, quantize_version
 
-    console = _console()
     precisions = PRECISIONS if precision == "all" else (precision,)
-    info = quantize_version(open_registry(db), ref, precisions, data_root, dataset, log=console.print)
-    console.print(f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
+    info = quantize_version(open_registry(db), ref, precisions, data_root, dataset, log=_log(as_json))
+    _done(info, as_json, f"{info.ref}: {', '.join(a.kind for a in info.artifacts)}")
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -199,8 +237,9 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 )
 @click.option("--description", default="", help="Free text shown in `models list`.")
 @db_option
+@json_option
 def import_cmd(onnx_file: Path, name: str, input_size: int, channels: str, mean: str, std: str, labels: str | None,
-               labels_file: Path | None, description: str, db: str | None) -> None:  # fmt: skip
+               labels_file: Path | None, description: str, db: str | None, as_json: bool) -> None:  # fmt: skip
     """Register an ONNX classifier trained elsewhere, with the preprocessing it expects."""
     from jetfleet.common.preprocess import PreprocessSpec
     from jetfleet.controller.registry.importing import import_onnx
@@ -216,16 +255,17 @@ def import_cmd(onnx_file: Path, name: str, input_size: int, channels: str, mean:
         mean_v, std_v = (0.5,), (0.5,)  # the RGB defaults make no sense for grayscale
     spec = PreprocessSpec((input_size, input_size), ch, mean_v, std_v, names)
     info = import_onnx(open_registry(db), onnx_file, name, spec, description)
-    _console().print(f"imported {onnx_file} as {info.ref}")
+    _done(info, as_json, f"imported {onnx_file} as {info.ref}")
 
 
 @models.command("register")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Model name (default: the architecture).")
 @db_option
-def register_cmd(run_dir: Path, name: str | None, db: str | None) -> None:
+@json_option
+def register_cmd(run_dir: Path, name: str | None, db: str | None, as_json: bool) -> None:
     """Register a finished run directory (what `jetfleet train` does unless --no-register)."""
     from jetfleet.controller.registry.runs import register_run
 
     info = register_run(open_registry(db), run_dir, name)
-    _console().print(f"registered {info.ref}")
+    _done(info, as_json, f"registered {info.ref}")

@@ -213,6 +213,19 @@ class Registry:
                 raise JetfleetError(f"{name} has no alias {alias!r}")
             s.delete(existing)
 
+    def update_version(self, ref: str, tags: dict[str, str | None], status: str | None = None) -> VersionInfo:
+        """Merge ``tags`` into the version's tags (a ``None`` value removes the key); set ``status`` if given."""
+        if status is not None:
+            check_name("status", status)
+        with self._tx() as s:
+            row = self._version_row(s, ModelRef.parse(ref))
+            merged = {**row.tags, **{k: v for k, v in tags.items() if v is not None}}
+            row.tags = {k: v for k, v in merged.items() if tags.get(k, "") is not None}
+            if status is not None:
+                row.status = status
+            key = f"{row.model.name}:{row.version}"
+        return self.get(key)
+
     def delete_version(self, ref: str) -> VersionInfo:
         """Delete one version (its aliases go with it); blobs stay until :meth:`gc`."""
         info = self.get(ref)

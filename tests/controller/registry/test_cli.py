@@ -41,13 +41,15 @@ def test_train_registers_and_models_commands_work(cli, tmp_path: Path) -> None:
     assert shown["dataset"] == "digits" and len(shown["dataset_fingerprint"]) == 64
     assert shown["preprocess"]["labels"] == [str(i) for i in range(10)]
 
-    assert cli("models", "alias", "basic_cnn", "production", "1").returncode == 0
+    assert _json(cli("models", "alias", "basic_cnn", "production", "1", "--json"))["aliases"] == ["production"]
+    tagged = _json(cli("models", "tag", "basic_cnn:2", "owner=edge-team", "--status", "staging", "--json"))
+    assert tagged["tags"] == {"owner": "edge-team"} and tagged["status"] == "staging"
     assert _json(cli("models", "show", "basic_cnn@production", "--json"))["version"] == 1
     human = cli("models", "show", "basic_cnn:1")
     assert "onnx-int8-qdq" in human.stdout and "ONNX vs torch" in human.stdout
     assert [a["kind"] for a in _json(cli("models", "show", "basic_cnn", "--json"))["artifacts"]] == ["checkpoint"]
 
-    assert cli("models", "delete", "basic_cnn:1").returncode == 0
+    assert _json(cli("models", "delete", "basic_cnn:1", "--json"))["version"] == 1
     assert sorted(_json(cli("models", "gc", "--json"))["removed"]) == sorted(a["sha256"] for a in shown["artifacts"])
     assert not blob.exists()
     missing = cli("models", "show", "basic_cnn@production")

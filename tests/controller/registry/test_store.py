@@ -141,3 +141,12 @@ def test_concurrent_writers_neither_lose_nor_duplicate_versions(
     versions = registry.list_versions("racer")
     assert [v.version for v in versions] == list(range(1, 17))
     assert len({v.artifacts[0].sha256 for v in versions}) == 16
+
+
+def test_tags_and_status(registry: Registry, tmp_path: Path) -> None:
+    v = _register(registry, tmp_path, b"a", tags={"team": "edge", "old": "x"})
+    got = registry.update_version(v.ref, {"stage": "canary", "old": None}, status="archived")
+    assert got.tags == {"team": "edge", "stage": "canary"} and got.status == "archived"
+    assert registry.get(v.ref).status == "archived"
+    with pytest.raises(JetfleetError, match="bad status name"):
+        registry.update_version(v.ref, {}, status="not ok!")
