@@ -21,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.metrics import classification_report
 from jetfleet.common.preprocess import PreprocessSpec
 from jetfleet.controller.data import DataOptions, load_dataset
 from jetfleet.controller.data.splits import TensorSplit
@@ -80,11 +81,19 @@ def batch1_latency_ms(path: Path, sample: npt.NDArray[np.float32], runs: int = L
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def _variant_metrics(kind: str, path: Path, test: EvalData, fp32_acc: float | None) -> tuple[float, list[MetricInfo]]:
-    acc = float(np.mean(ort_logits(ort_session(path), test.normalized).argmax(1) == test.labels))
+def _variant_metrics(
+    kind: str, path: Path, test: EvalData, fp32_acc: float | None, labels: list[str] | None = None
+) -> tuple[float, list[MetricInfo]]:
+    """Accuracy (per-class in its details), drop against FP32 and batch-1 latency of one ONNX file."""
+    logits = ort_logits(ort_session(path), test.normalized)
+    report = classification_report(logits, test.labels, labels or None)
+    acc = report.top1
     p50, p99 = batch1_latency_ms(path, test.normalized)
+    per_class = [c.__dict__ for c in report.per_class]
+    details = {"split": "test", "samples": len(test.labels), "runtime": "onnxruntime-cpu", "per_class": per_class}
     metrics = [
-        MetricInfo("accuracy", acc, kind, {"split": "test", "samples": len(test.labels), "runtime": "onnxruntime-cpu"}),
+        MetricInfo("accuracy", acc, kind, details),
+        MetricInfo("macro_f1", report.macro_f1, kind, {"split": "test"}),
         MetricInfo("latency_p50_ms", p50, kind, {"batch": 1, "runtime": "onnxruntime-cpu", "threads": 1}),
         MetricInfo("latency_p99_ms", p99, kind, {"batch": 1, "runtime": "onnxruntime-cpu", "threads": 1}),
     ]
@@ -141,7 +150,7 @@ def export_version(
         log(f"{info.ref}: exporting ONNX (opset {OPSET}) and checking parity with torch")
         fp32 = export_onnx(model, spec, work / "fp32.onnx", {"jetfleet.model": info.ref})
         parity = parity_check(model, fp32, data.val.normalized)
-        _, metrics = _variant_metrics("onnx-fp32", fp32, data.test, None)
+        _, metrics = _variant_metrics("onnx-fp32", fp32, data.test, None, data.labels)
         metrics += [
             MetricInfo("parity_max_abs_diff", parity.max_abs_diff, "onnx-fp32", {"samples": parity.samples}),
             MetricInfo("parity_top1_agreement", parity.top1_agreement, "onnx-fp32", {"samples": parity.samples}),
@@ -184,17 +193,17 @@ def quantize_version(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fp32 = registry.blobs.copy_to(fp32_art.sha256, work / "fp32.onnx")
-        fp32_acc, _ = _variant_metrics("onnx-fp32", fp32, data.test, None)
+        fp32_acc, _ = _variant_metrics("onnx-fp32", fp32, data.test, None, data.labels)
         details = {"opset": fp32_art.details.get("opset"), "dynamic_batch": True, "source": fp32_art.sha256}
         if "fp16" in precisions:
             log(f"{info.ref}: FP16 variant")
             fp16 = convert_fp16(fp32, work / "fp16.onnx")
-            _, metrics = _variant_metrics("onnx-fp16", fp16, data.test, fp32_acc)
+            _, metrics = _variant_metrics("onnx-fp16", fp16, data.test, fp32_acc, data.labels)
             registry.add_artifact(info.ref, NewArtifact("onnx-fp16", fp16, {**details, "precision": "fp16"}), metrics)
         if "int8" in precisions:
             log(f"{info.ref}: INT8 QDQ variant, calibrated on {len(data.calibration.labels)} training images")
             int8 = quantize_int8(fp32, work / "int8.onnx", data.calibration.normalized)
-            _, metrics = _variant_metrics("onnx-int8-qdq", int8, data.test, fp32_acc)
+            _, metrics = _variant_metrics("onnx-int8-qdq", int8, data.test, fp32_acc, data.labels)
             int8_details = {**details, "precision": "int8", "format": "QDQ", "symmetric": True, "per_channel": True}
             registry.add_artifact(info.ref, NewArtifact("onnx-int8-qdq", int8, int8_details), metrics)
         if info.artifact("test-set") is None:

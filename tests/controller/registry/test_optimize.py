@@ -42,6 +42,11 @@ def test_optimize_attaches_variants_with_measured_accuracy(registry: Registry, t
     assert int8["accuracy"] >= fp32["accuracy"] - 0.01 and int8["accuracy_drop"] <= 0.01
     assert abs(fp16["accuracy_drop"]) <= 0.005
     assert all(0 < m["latency_p50_ms"] <= m["latency_p99_ms"] for m in (fp32, fp16, int8))
+    int8_acc = next(m for m in info.metrics if m.artifact_kind == "onnx-int8-qdq" and m.name == "accuracy")
+    per_class = int8_acc.details["per_class"]
+    assert [c["label"] for c in per_class] == [str(i) for i in range(10)] and sum(
+        c["support"] for c in per_class
+    ) == 359
 
     test_set = np.load(registry.blob_path(info.artifact("test-set").sha256))
     assert test_set["images"].shape == (359, 1, 8, 8) and test_set["images"].dtype == np.uint8
