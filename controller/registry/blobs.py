@@ -52,6 +52,14 @@ class BlobStore:
 
     def put_stream(self, source: BinaryIO, max_size: int | None = None) -> BlobRef:
         """Copy ``source`` into the store, hashing on the way; dedup by content."""
+        return self._put(source, max_size)[0]
+
+    def add_file(self, path: Path, max_size: int | None = None) -> tuple[BlobRef, bool]:
+        """Like :meth:`put_file`, also saying whether this call created the blob (for cleanup on failure)."""
+        with open(path, "rb") as fh:
+            return self._put(fh, max_size)
+
+    def _put(self, source: BinaryIO, max_size: int | None) -> tuple[BlobRef, bool]:
         digest = hashlib.sha256()
         size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="put-")
@@ -68,10 +76,12 @@ class BlobStore:
                 os.fsync(out.fileno())
             ref = BlobRef(digest.hexdigest(), size)
             final = self.path(ref.sha256)
+            if final.is_file():
+                return ref, False
             final.parent.mkdir(exist_ok=True)
             os.chmod(tmp, 0o444)  # immutable by convention and by mode
             os.replace(tmp, final)  # atomic; a concurrent writer of the same content wrote the same bytes
-            return ref
+            return ref, True
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -96,9 +106,9 @@ class BlobStore:
 
     def read_bytes(self, sha256: str) -> bytes:
         """The whole blob, verified (for small blobs: metadata, specs)."""
-        data = self.path(sha256).read_bytes() if self.exists(sha256) else None
-        if data is None:
+        if not self.exists(sha256):
             raise JetfleetError(f"blob {sha256} is not in the store at {self.root}")
+        data = self.path(sha256).read_bytes()
         if hashlib.sha256(data).hexdigest() != sha256:
             raise BlobCorrupted(f"blob {sha256} is corrupted on disk")
         return data

@@ -102,6 +102,15 @@ def _variant_metrics(
     return acc, metrics
 
 
+def _fp32_accuracy(info: VersionInfo | None, fp32: Path, test: EvalData) -> float:
+    """The FP32 reference: the figure export stored on the same data, else one scoring pass (no latency run)."""
+    metrics = info.metrics if info is not None else ()
+    stored = next((m.value for m in metrics if m.artifact_kind == "onnx-fp32" and m.name == "accuracy"), None)
+    if stored is not None:
+        return stored
+    return float(np.mean(ort_logits(ort_session(fp32), test.normalized).argmax(1) == test.labels))
+
+
 def _save_npz(path: Path, data: EvalData, labels: list[str]) -> Path:
     np.savez_compressed(path, images=data.images, labels=data.labels, label_names=np.asarray(labels))
     return path
@@ -193,7 +202,8 @@ def quantize_version(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fp32 = registry.blobs.copy_to(fp32_art.sha256, work / "fp32.onnx")
-        fp32_acc, _ = _variant_metrics("onnx-fp32", fp32, data.test, None, data.labels)
+        same_data = dataset in (None, info.dataset)
+        fp32_acc = _fp32_accuracy(info if same_data else None, fp32, data.test)
         details = {"opset": fp32_art.details.get("opset"), "dynamic_batch": True, "source": fp32_art.sha256}
         if "fp16" in precisions:
             log(f"{info.ref}: FP16 variant")

@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from jetfleet.common.errors import JetfleetError
-from jetfleet.common.hashing import sha256_file
 from jetfleet.controller.registry.blobs import BlobStore
 from jetfleet.controller.registry.db import default_db_url, jetfleet_home, make_engine, migrate
 from jetfleet.controller.registry.refs import ModelRef, check_name
@@ -267,10 +266,8 @@ class Registry:
         added: list[str] = []
         refs = []
         for item in items:
-            sha, _ = sha256_file(item.path)
-            new = not self.blobs.exists(sha)
-            ref = self.blobs.put_file(item.path, max_size=MAX_ARTIFACT_BYTES)
-            if new and ref.sha256 not in added:
+            ref, created = self.blobs.add_file(item.path, max_size=MAX_ARTIFACT_BYTES)
+            if created:
                 added.append(ref.sha256)
             refs.append((ref.sha256, ref.size))
         try:
