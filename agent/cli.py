@@ -1,10 +1,27 @@
-"""The ``jetfleet-agent`` command (the device daemon arrives with the agent issue)."""
+"""The ``jetfleet-agent`` command: the device daemon and its set-up helpers.
+
+jetfleet-agent serve --config /etc/jetfleet/agent.toml   # what systemd runs
+jetfleet-agent info                                       # what the agent detects here
+jetfleet-agent install-service --controller ws:50050      # unit + config file
+"""
 
 from __future__ import annotations
 
-import click
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
 
+import click
+from rich.console import Console
+
+from jetfleet.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from jetfleet.common.errors import JetfleetError
 from jetfleet.common.version import __version__
+
+err_console = Console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
@@ -22,5 +39,125 @@ def version() -> None:
     click.echo(f"jetfleet-agent {__version__}")
 
 
-def main() -> None:
-    cli(prog_name="jetfleet-agent")
+def config_options(func: Any) -> Any:
+    """The options that override the config file (each defaults to "not given")."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file."),
+        click.option("--name", help="Agent name (default: the hostname)."),
+        click.option("--listen", help="host:port to serve on (port 0 = any free port)."),
+        click.option("--advertise", help="host:port the controller should dial."),
+        click.option("--controller", help="Controller address host:port (absent = standalone)."),
+        click.option("--data-dir", help="Where artifacts, engines and state live."),
+        click.option("--tag", "tags", multiple=True, help="key=value label, repeatable."),
+        click.option("--backend", "backends", help="Engine backends in preference order, e.g. onnxruntime,tensorrt."),
+        click.option("--smoke-margin", type=float, help="Allowed smoke-test accuracy drop, in points."),
+        click.option("--job-threads", type=int, help="Inference threads (0 = backend decides)."),
+        click.option("--log-level", help="debug, info, warning or error."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(config_path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
+    if config_path is None and DEFAULT_CONFIG_PATH.exists():
+        config_path = DEFAULT_CONFIG_PATH
+    return load_config(config_path, overrides)
+
+
+@cli.command()
+@config_options
+def serve(config_path: Path | None, **overrides: Any) -> None:
+    """Serve models to the controller until SIGTERM/SIGINT."""
+    from jetfleet.agent.daemon import Agent
+
+    config = _load(config_path, overrides)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    agent = Agent(config)
+    port = agent.start()
+    click.echo(f"jetfleet-agent {config.name} listening on port {port} (backend {agent.backend.name})", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    click.echo("stopping: finishing in-flight calls", err=True)
+    agent.stop(grace=5.0)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(as_json: bool) -> None:
+    """Print what the agent detects about this device: board, software, backends, load."""
+    import json
+    import time
+
+    from jetfleet.agent.engines.choose import backend_report
+    from jetfleet.agent.telemetry import Telemetry, detect_device, format_info
+
+    device = detect_device(__version__)
+    telemetry = Telemetry.start(interval_s=0.5)
+    try:
+        time.sleep(0.6)  # one sample interval, so CPU load is a measurement and not a placeholder
+        sample = telemetry.latest()
+    finally:
+        telemetry.close()
+    backends = backend_report()
+    if as_json:
+        click.echo(
+            json.dumps({"device": device.to_dict(), "telemetry": sample.to_dict(), "backends": backends}, indent=2)
+        )
+        return
+    console = Console()
+    console.print(format_info(device, sample))
+    for name, (ok, why) in backends.items():
+        console.print(f"backend {name}: {'[green]usable[/]' if ok else '[yellow]unavailable[/]'} ({why})")
+
+
+@cli.command("install-service")
+@config_options
+@click.option("--unit-dir", type=click.Path(path_type=Path), default=Path("/etc/systemd/system"), show_default=True)
+@click.option("--config-out", type=click.Path(path_type=Path), default=DEFAULT_CONFIG_PATH, show_default=True)
+@click.option("--exe", help="Absolute path of jetfleet-agent (default: this installation's).")
+@click.option("--user", default="jetfleet", show_default=True, help="Dedicated user the service runs as.")
+@click.option("--enable", is_flag=True, help="Also run systemctl daemon-reload and enable --now.")
+@click.option("--force", is_flag=True, help="Overwrite different existing files.")
+def install_service_cmd(
+    config_path: Path | None,
+    unit_dir: Path,
+    config_out: Path,
+    exe: str | None,
+    user: str,
+    enable: bool,
+    force: bool,
+    **overrides: Any,
+) -> None:
+    """Write the systemd unit and its config file (and optionally enable the service)."""
+    from jetfleet.agent.config import SYSTEM_DATA_DIR
+    from jetfleet.agent.systemd import install_service
+
+    if overrides.get("data_dir") is None:
+        overrides["data_dir"] = str(SYSTEM_DATA_DIR)
+    config = load_config(config_path, overrides)
+    written = install_service(config, unit_dir, config_out, exe=exe, user=user, enable=enable, force=force)
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not enable:
+        click.echo("enable it with: systemctl daemon-reload && systemctl enable --now jetfleet-agent")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line and exit 1."""
+    try:
+        code = cli.main(args=argv, prog_name="jetfleet-agent", standalone_mode=False)
+    except JetfleetError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -87,6 +87,22 @@ def _safe_ratio(num: npt.NDArray[np.float64], den: npt.NDArray[np.float64]) -> n
     return out
 
 
+def per_class_metrics(cm: npt.NDArray[np.int64], names: list[str] | tuple[str, ...]) -> tuple[ClassMetrics, ...]:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows = truth).
+
+    Separate from :func:`classification_report` so a streaming evaluator (an
+    agent classifying a folder batch by batch) can accumulate only the matrix.
+    """
+    tp = np.diag(cm).astype(np.float64)
+    precision = _safe_ratio(tp, cm.sum(axis=0).astype(np.float64))
+    recall = _safe_ratio(tp, cm.sum(axis=1).astype(np.float64))
+    f1 = _safe_ratio(2 * precision * recall, precision + recall)
+    return tuple(
+        ClassMetrics(names[i], float(precision[i]), float(recall[i]), float(f1[i]), int(cm[i].sum()))
+        for i in range(cm.shape[0])
+    )
+
+
 def classification_report(
     scores: npt.ArrayLike,
     targets: npt.ArrayLike,
@@ -103,14 +119,7 @@ def classification_report(
     names = list(labels) if labels else [str(i) for i in range(num_classes)]
     preds = s.argmax(axis=1)
     cm = confusion_matrix(t, preds, num_classes)
-    tp = np.diag(cm).astype(np.float64)
-    precision = _safe_ratio(tp, cm.sum(axis=0).astype(np.float64))
-    recall = _safe_ratio(tp, cm.sum(axis=1).astype(np.float64))
-    f1 = _safe_ratio(2 * precision * recall, precision + recall)
-    per_class = tuple(
-        ClassMetrics(names[i], float(precision[i]), float(recall[i]), float(f1[i]), int(cm[i].sum()))
-        for i in range(num_classes)
-    )
+    per_class = per_class_metrics(cm, names)
     k_eff = min(k, num_classes)
     return ClassificationReport(
         top1=float(np.mean(preds == t)) if len(t) else float("nan"),

@@ -1,0 +1,186 @@
+"""One agent process: the store, the models, telemetry, the gRPC server and the controller link.
+
+:class:`Agent` wires the parts together and is what ``jetfleet-agent serve``
+runs; tests start several in one process on loopback (each with its own data
+folder), which is also how ``benchmarks/`` drives them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from jetfleet.agent.activation import ModelManager
+from jetfleet.agent.config import AgentConfig
+from jetfleet.agent.engines.base import Backend
+from jetfleet.agent.engines.choose import choose_backend, usable_backends
+from jetfleet.agent.errors import INVALID_ARGUMENT, AgentError
+from jetfleet.agent.inputs import JobInput, open_input
+from jetfleet.agent.jobs import JobParams, run_job
+from jetfleet.agent.reporter import Reporter
+from jetfleet.agent.server import AgentServicer
+from jetfleet.agent.store import ArtifactStore
+from jetfleet.agent.telemetry import Telemetry, detect_device
+from jetfleet.common.device import DeviceInfo
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.fleet import DeploymentRecord, JobResult
+from jetfleet.common.version import __version__
+from jetfleet.proto import convert
+from jetfleet.proto.rpc import add_health, make_server
+from jetfleet.proto.v1 import agent_pb2 as apb
+from jetfleet.proto.v1 import agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+STAGING_EXPIRY_S = 24 * 3600  # a partial upload nobody resumed within a day is abandoned
+
+
+class Agent:
+    """A device agent with its own data folder; :meth:`start` serves it, :meth:`stop` ends it."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        device: DeviceInfo | None = None,
+        backend: Backend | None = None,
+        telemetry_interval_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = _lock_data_dir(self.data_dir)
+        self.device = device or detect_device(__version__)
+        self.backends = usable_backends(config.backends)
+        self.backend = backend or choose_backend(config, self.device, self.data_dir)
+        self.store = ArtifactStore(self.data_dir / "artifacts", config.max_store_bytes, config.min_free_bytes)
+        self.manager = ModelManager(
+            config.name, self.data_dir, self.store, self.backend, self.device, config.smoke_margin
+        )
+        self.telemetry = Telemetry.start(interval_s=telemetry_interval_s)
+        self.started_at = time.time()
+        self.reporter: Reporter | None = None
+        self.server: grpc.Server | None = None
+        self.port = 0
+
+    def start(self) -> int:
+        """Restore the active models, serve, and connect to the controller; returns the bound port."""
+        self.store.clean_staging(STAGING_EXPIRY_S)
+        self.manager.restore()
+        self.server = make_server(self.config.max_message_bytes)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self), self.server)
+        add_health(self.server, ["jetfleet.v1.AgentService"])
+        self.port = self.server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise JetfleetError(f"cannot listen on {self.config.listen}", "is the port in use?")
+        self.server.start()
+        log.info("agent %s serving on port %d (%s backend)", self.name, self.port, self.backend.name)
+        if self.config.controller:
+            self.reporter = Reporter(self, self.config.controller)
+            self.reporter.start()
+        return self.port
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+        if self.server is not None:
+            self.server.stop(grace).wait()
+        self.telemetry.close()
+        self._lock_fh.close()
+
+    def wait(self) -> None:
+        if self.server is not None:
+            self.server.wait_for_termination()
+
+    @property
+    def address(self) -> str:
+        """What the controller should dial: the configured advertise address, or this host and the bound port."""
+        if self.config.advertise:
+            return self.config.advertise
+        host = self.config.listen.rsplit(":", 1)[0]
+        host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
+        return f"{host}:{self.port}"
+
+    # -- operations called by the servicer --------------------------------
+    def run_job(self, request: apb.JobRequest, progress: Callable[[str, int, int], None]) -> JobResult:
+        params = JobParams(
+            batch_size=request.batch_size or 32,
+            warmup=max(0, request.warmup),
+            iterations=max(0, request.iterations),
+            return_predictions=request.return_predictions,
+        )
+        if params.batch_size < 1:
+            raise AgentError(INVALID_ARGUMENT, f"batch size must be positive, got {params.batch_size}")
+        job_id = request.job_id or uuid.uuid4().hex
+        started = time.time()
+        with self.manager.use(request.model) as loaded:
+            spec = loaded.slot.spec
+            progress("load", 0, 0)
+            job_input: JobInput = open_input(request, spec, self.store, params.batch_size, max(0, request.limit))
+            measured = run_job(
+                loaded.runner,
+                job_input.batches,
+                job_input.total,
+                loaded.runner.num_classes or len(spec.preprocess.labels),
+                spec.preprocess.labels,
+                params,
+                progress,
+            )
+            slot = loaded.slot
+        result = JobResult(
+            job_id=job_id,
+            agent=self.name,
+            model=slot,
+            batch_size=params.batch_size,
+            warmup=params.warmup,
+            iterations=params.iterations,
+            started_at=started,
+            telemetry=tuple(self.telemetry.since(started)),
+            **measured.__dict__,
+        )
+        if self.reporter is not None:
+            self.reporter.job_result(result)
+        return result
+
+    def report_deployment(self, record: DeploymentRecord) -> None:
+        if self.reporter is not None:
+            self.reporter.deployment(record)
+
+    def status_pb(self, history: int) -> apb.AgentStatus:
+        return apb.AgentStatus(
+            name=self.name,
+            agent_version=__version__,
+            device=convert.device_to_pb(self.device),
+            telemetry=convert.telemetry_to_pb(self.telemetry.latest()),
+            active=[convert.slot_to_pb(s) for s in self.manager.active()],
+            history=[convert.record_to_pb(r) for r in self.manager.history(history)],
+            backends=self.backends,
+            artifacts=[
+                apb.StoredArtifact(artifact=convert.artifact_to_pb(ref), stored_at=t) for ref, t in self.store.list()
+            ],
+            store_bytes=self.store.usage(),
+            disk_free_bytes=self.store.disk_free(),
+            tags=[f"{k}={v}" for k, v in sorted(self.config.tags.items())],
+            controller_connected=self.reporter is not None and self.reporter.connected,
+            started_at=self.started_at,
+        )
+
+
+def _lock_data_dir(data_dir: Path) -> object:
+    """Hold an exclusive lock on the data folder: two agents on one store would corrupt each other."""
+    fh = open(data_dir / "agent.lock", "a+")  # noqa: SIM115 - held for the agent's lifetime
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise JetfleetError(f"another agent is using {data_dir}", "stop it or choose another --data-dir") from None
+    fh.truncate(0)
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh

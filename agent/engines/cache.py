@@ -1,0 +1,87 @@
+"""The on-device engine cache, keyed by everything that makes an engine valid.
+
+An engine is valid for exactly one (artifact, backend + version, device model
++ compute capability, L4T release, precision, builder flags). The fingerprint
+hashes all of them, so a JetPack upgrade or a new TensorRT rebuilds, and an
+agent restart or a redeploy of the same artifact does not.
+
+Layout: ``engines/<fingerprint>/engine`` plus ``meta.json`` (the fields, for
+people). An entry appears by renaming a finished temporary folder, so a build
+killed halfway leaves only a ``.tmp-*`` folder that :meth:`EngineCache.clean`
+removes on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from jetfleet.common.files import atomic_write_text
+
+ENGINE_FILE = "engine"
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """The fields of the fingerprint (DESIGN.md, Contracts: Engines)."""
+
+    artifact_sha256: str
+    backend: str
+    backend_version: str
+    device_class: str
+    compute_capability: str | None
+    l4t_release: str | None
+    precision: str
+    builder_flags: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class EngineCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: EngineKey) -> Path | None:
+        """The cached engine file for ``key``, or ``None`` (a miss)."""
+        path = self.root / key.fingerprint() / ENGINE_FILE
+        return path if path.is_file() else None
+
+    def put(self, key: EngineKey, build: Callable[[Path], None]) -> Path:
+        """Run ``build(engine_path)`` in a temporary folder and publish it under the fingerprint."""
+        fp = key.fingerprint()
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{fp[:8]}-", dir=self.root))
+        try:
+            build(tmp / ENGINE_FILE)
+            atomic_write_text(tmp / "meta.json", json.dumps(asdict(key), indent=2, sort_keys=True))
+            target = self.root / fp
+            if target.exists():  # built concurrently by someone else: theirs is as good
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, target)
+            return target / ENGINE_FILE
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def remove(self, fingerprint: str) -> None:
+        shutil.rmtree(self.root / fingerprint, ignore_errors=True)
+
+    def clean(self) -> int:
+        """Remove leftovers of builds that were killed; returns how many."""
+        leftovers = [p for p in self.root.glob(".tmp-*") if p.is_dir()]
+        for p in leftovers:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(leftovers)
+
+    def entries(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

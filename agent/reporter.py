@@ -1,0 +1,164 @@
+"""The agent's link to the controller: registration, heartbeats and reports.
+
+The link is optional for serving: while the controller is unreachable the
+agent keeps running its active models and jobs, retries with capped
+exponential backoff (with jitter, so a fleet that lost its controller does
+not reconnect in lock-step), and sends queued deployment records and job
+results once it is back. Reports are idempotent on the controller side (by
+deployment and job id), so resending after an ambiguous failure is safe.
+The queue lives in memory; results survive only while the agent runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jetfleet.common.fleet import DeploymentRecord, JobResult
+from jetfleet.proto import convert
+from jetfleet.proto.rpc import QUICK_S, make_channel
+from jetfleet.proto.v1 import controller_pb2 as cpb
+from jetfleet.proto.v1 import controller_pb2_grpc
+
+if TYPE_CHECKING:
+    from jetfleet.agent.daemon import Agent
+
+log = logging.getLogger(__name__)
+MAX_QUEUE = 10_000  # reports kept while offline; the oldest go first beyond it (logged)
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to ``cap``, each × U(0.5, 1)."""
+
+    def __init__(self, cap: float, base: float = 0.5, rng: random.Random | None = None) -> None:
+        self.cap, self.base = cap, base
+        self.attempt = 0
+        self.rng = rng or random.Random()
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempt)
+        self.attempt = min(self.attempt + 1, 32)
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Reporter:
+    """A background thread that keeps the agent registered and its reports delivered."""
+
+    def __init__(self, agent: Agent, address: str) -> None:
+        self.agent = agent
+        self.address = address
+        self.channel = make_channel(address)
+        self.stub = controller_pb2_grpc.ControllerServiceStub(self.channel)
+        self.connected = False
+        self.interval = agent.config.heartbeat_interval_s
+        self._backoff = Backoff(agent.config.max_backoff_s)
+        self._pending: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reporter-{agent.name}", daemon=True)
+        self._sequence = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=QUICK_S)
+        self.channel.close()
+
+    def deployment(self, record: DeploymentRecord) -> None:
+        self._enqueue(cpb.DeploymentReport(record=convert.record_to_pb(record)))
+
+    def job_result(self, result: JobResult) -> None:
+        self._enqueue(cpb.JobResultReport(result=convert.job_result_to_pb(result)))
+
+    def _enqueue(self, msg: Any) -> None:
+        with self._lock:
+            if len(self._pending) >= MAX_QUEUE:
+                log.warning("report queue full (%d): dropping the oldest report", MAX_QUEUE)
+                self._pending.popleft()
+            self._pending.append(msg)
+        self._wake.set()
+
+    def _run(self) -> None:
+        registered = False
+        while not self._stop.is_set():
+            try:
+                if not registered:
+                    self._register()
+                    registered = True
+                self._flush()
+                registered = self._heartbeat()
+                self._backoff.reset()
+                delay = self.interval
+            except grpc.RpcError as exc:
+                registered = False
+                delay = self._backoff.next()
+                if self.connected:
+                    log.warning("lost the controller at %s (%s); retrying", self.address, exc.code())
+                self.connected = False
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _register(self) -> None:
+        a = self.agent
+        reply = self.stub.Register(
+            cpb.RegisterRequest(
+                name=a.name,
+                address=a.address,
+                device=convert.device_to_pb(a.device),
+                tags=[f"{k}={v}" for k, v in sorted(a.config.tags.items())],
+                active=[convert.slot_to_pb(s) for s in a.manager.active()],
+                backends=a.backends,
+            ),
+            timeout=QUICK_S,
+        )
+        if reply.heartbeat_interval_s > 0:
+            self.interval = reply.heartbeat_interval_s
+        if not self.connected:
+            log.info("registered with the controller at %s", self.address)
+        self.connected = True
+
+    def _flush(self) -> None:
+        """Send queued reports oldest first; a failure leaves the rest (and that one) queued."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                msg = self._pending[0]
+            if isinstance(msg, cpb.DeploymentReport):
+                self.stub.ReportDeployment(msg, timeout=QUICK_S)
+            else:
+                self.stub.ReportJobResult(msg, timeout=QUICK_S)
+            with self._lock:
+                if self._pending and self._pending[0] is msg:
+                    self._pending.popleft()
+
+    def _heartbeat(self) -> bool:
+        """One heartbeat; False when the controller asks the agent to register again."""
+        self._sequence += 1
+        reply = self.stub.Heartbeat(
+            cpb.HeartbeatRequest(
+                name=self.agent.name,
+                telemetry=convert.telemetry_to_pb(self.agent.telemetry.latest()),
+                active=[convert.slot_to_pb(s) for s in self.agent.manager.active()],
+                sequence=self._sequence,
+            ),
+            timeout=QUICK_S,
+        )
+        return not reply.reregister
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)

@@ -1,0 +1,247 @@
+"""The controller's client for one agent: resumable uploads, deployments, jobs, status.
+
+Every call carries a deadline. Uploads are the one operation retried here,
+and only from the offset the agent reports, which makes a retry safe by
+construction (the agent verifies the whole artifact before accepting it).
+Deployments and jobs are not retried blindly: a deployment id makes a repeat
+harmless on the agent, but deciding to repeat belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.fleet import ArtifactRef, DeploymentRecord, JobResult, ModelSpec, Step
+from jetfleet.common.hashing import sha256_file
+from jetfleet.proto import convert
+from jetfleet.proto.rpc import DEFAULT_CHUNK, DEPLOY_S, JOB_S, MAX_MESSAGE_BYTES, QUICK_S, UPLOAD_S, make_channel
+from jetfleet.proto.v1 import agent_pb2 as apb
+from jetfleet.proto.v1 import agent_pb2_grpc
+
+# Worth another attempt from the agent's offset: the link or the agent went away, not the data.
+RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
+RESUMABLE_UPLOAD = RESUMABLE | {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED}
+
+
+class AgentCallError(JetfleetError):
+    """An agent refused or failed a call; ``code`` is the gRPC status."""
+
+    def __init__(self, agent: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{agent}: {details} ({code.name})")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    artifact: ArtifactRef
+    deduplicated: bool  # the agent had it already
+    sent: int  # bytes sent over all attempts
+    resumed_from: int  # offset of the first attempt (non-zero = an earlier upload was resumed)
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    record: DeploymentRecord
+    code: grpc.StatusCode  # OK when the model is active
+    details: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == grpc.StatusCode.OK
+
+
+UploadProgress = Callable[[int, int], None]  # (bytes at the agent, total)
+DeployProgressFn = Callable[[Step, str, float], None]
+JobProgressFn = Callable[[str, int, int], None]
+
+
+class AgentClient:
+    def __init__(self, address: str, name: str | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.address = address
+        self.name = name or address
+        self.channel = make_channel(address, max_bytes)
+        self.stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, exc: grpc.RpcError) -> AgentCallError:
+        return AgentCallError(self.name, exc.code(), exc.details() or "")
+
+    # -- status -----------------------------------------------------------
+    def status(self, history: int = 20, timeout: float = QUICK_S) -> apb.AgentStatus:
+        try:
+            return self.stub.GetStatus(apb.StatusRequest(history=history), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+
+    def offset(self, ref: ArtifactRef, timeout: float = QUICK_S) -> apb.UploadOffset:
+        try:
+            return self.stub.GetUploadOffset(
+                apb.UploadOffsetRequest(artifact=convert.artifact_to_pb(ref)), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+
+    # -- upload -----------------------------------------------------------
+    def upload(
+        self,
+        path: Path,
+        ref: ArtifactRef | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        progress: UploadProgress | None = None,
+        attempts: int = 5,
+        timeout: float = UPLOAD_S,
+    ) -> UploadOutcome:
+        """Send ``path`` (hashed here unless ``ref`` is given), resuming from the agent's offset on failure."""
+        if ref is None:
+            ref = ArtifactRef(*sha256_file(path))
+        sent, first_offset = 0, None
+        for attempt in range(1, attempts + 1):
+            state = self.offset(ref)
+            first_offset = state.offset if first_offset is None else first_offset
+            if state.present:
+                return UploadOutcome(ref, sent == 0, sent, first_offset, attempt)
+            counter = _Counter()
+            try:
+                self.stub.UploadArtifact(
+                    _chunks(path, ref, state.offset, chunk_size, counter, progress), timeout=timeout
+                )
+                return UploadOutcome(ref, False, sent + counter.bytes, first_offset, attempt)
+            except grpc.RpcError as exc:
+                sent += counter.bytes
+                if exc.code() not in RESUMABLE_UPLOAD or attempt == attempts:
+                    raise self._error(exc) from exc
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    # -- deployments --------------------------------------------------------
+    def deploy(
+        self,
+        spec: ModelSpec,
+        deployment_id: str | None = None,
+        smoke_margin: float | None = None,
+        progress: DeployProgressFn | None = None,
+        timeout: float = DEPLOY_S,
+    ) -> DeployOutcome:
+        """Activate ``spec`` (its artifacts uploaded first); the outcome carries the agent's record."""
+        request = apb.DeployRequest(deployment_id=deployment_id or uuid.uuid4().hex, spec=convert.spec_to_pb(spec))
+        if smoke_margin is not None:
+            request.smoke_margin = smoke_margin
+        return self._deployment(self.stub.Deploy(request, timeout=timeout), progress)
+
+    def rollback(
+        self,
+        model: str,
+        deployment_id: str | None = None,
+        progress: DeployProgressFn | None = None,
+        timeout: float = DEPLOY_S,
+    ) -> DeployOutcome:
+        request = apb.RollbackRequest(deployment_id=deployment_id or uuid.uuid4().hex, model=model)
+        return self._deployment(self.stub.Rollback(request, timeout=timeout), progress)
+
+    def _deployment(self, stream: Iterator[apb.DeployProgress], progress: DeployProgressFn | None) -> DeployOutcome:
+        record: DeploymentRecord | None = None
+        try:
+            for msg in stream:
+                if msg.HasField("result"):
+                    record = convert.record_from_pb(msg.result)
+                elif progress is not None:
+                    progress(Step(msg.step), msg.message, msg.fraction)
+        except grpc.RpcError as exc:
+            if record is None:
+                raise self._error(exc) from exc
+            return DeployOutcome(record, exc.code(), exc.details() or "")
+        if record is None:
+            raise AgentCallError(self.name, grpc.StatusCode.INTERNAL, "deployment stream ended without a result")
+        return DeployOutcome(record, grpc.StatusCode.OK, "")
+
+    def push(
+        self, spec: ModelSpec, files: dict[str, Path], chunk_size: int = DEFAULT_CHUNK, **deploy: Any
+    ) -> DeployOutcome:
+        """Upload the spec's artifacts (skipping those the agent has) and deploy it."""
+        for ref in (spec.onnx, spec.test_set):
+            if ref is not None:
+                self.upload(files[ref.sha256], ref, chunk_size)
+        return self.deploy(spec, **deploy)
+
+    # -- jobs -------------------------------------------------------------------
+    def run_job(
+        self,
+        model: str = "",
+        test_set: ArtifactRef | None = None,
+        folder: str | None = None,
+        images: list[tuple[str, bytes, int | None]] | None = None,
+        batch_size: int = 32,
+        warmup: int = 2,
+        iterations: int = 0,
+        return_predictions: bool = False,
+        limit: int = 0,
+        job_id: str | None = None,
+        progress: JobProgressFn | None = None,
+        timeout: float = JOB_S,
+    ) -> JobResult:
+        """Run a classification job on exactly one input (a test set, a folder on the device, or images)."""
+        if sum(x is not None for x in (test_set, folder, images)) != 1:
+            raise JetfleetError("a job needs exactly one input: a test set, a folder or images")
+        request = apb.JobRequest(
+            job_id=job_id or uuid.uuid4().hex,
+            model=model,
+            batch_size=batch_size,
+            warmup=warmup,
+            iterations=iterations,
+            return_predictions=return_predictions,
+            limit=limit,
+        )
+        if test_set is not None:
+            request.test_set.CopyFrom(convert.artifact_to_pb(test_set))
+        elif folder is not None:
+            request.folder = folder
+        else:
+            for name, data, label in images or []:
+                item = request.images.images.add(name=name, data=data)
+                if label is not None:
+                    item.label = label
+        try:
+            for msg in self.stub.RunJob(request, timeout=timeout):
+                if msg.HasField("result"):
+                    return convert.job_result_from_pb(msg.result)
+                if progress is not None:
+                    progress(msg.phase, msg.done, msg.total)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        raise AgentCallError(self.name, grpc.StatusCode.INTERNAL, "job stream ended without a result")
+
+
+class _Counter:
+    bytes = 0
+
+
+def _chunks(
+    path: Path, ref: ArtifactRef, offset: int, size: int, counter: _Counter, progress: UploadProgress | None
+) -> Iterator[apb.UploadChunk]:
+    """A header, then the file from ``offset`` in ``size`` pieces: one chunk in memory at a time."""
+    yield apb.UploadChunk(header=apb.UploadHeader(artifact=convert.artifact_to_pb(ref), offset=offset))
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while data := fh.read(size):
+            counter.bytes += len(data)
+            yield apb.UploadChunk(data=data)
+            if progress is not None:
+                progress(offset + counter.bytes, ref.size)

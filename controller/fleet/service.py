@@ -1,0 +1,60 @@
+"""The controller's gRPC service for agents: thin handlers over the inventory."""
+
+from __future__ import annotations
+
+import grpc
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.controller.fleet.inventory import DeviceRecord, Inventory
+from jetfleet.proto import convert
+from jetfleet.proto.v1 import controller_pb2 as cpb
+from jetfleet.proto.v1 import controller_pb2_grpc
+
+HEARTBEAT_INTERVAL_S = 10.0  # liveness within seconds, negligible load for thousands of agents
+
+
+def _tags(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise JetfleetError(f"tag {item!r} is not key=value")
+        out[key] = value
+    return out
+
+
+class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
+    def __init__(self, inventory: Inventory, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        self.inventory = inventory
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+    def Register(self, request: cpb.RegisterRequest, context: grpc.ServicerContext) -> cpb.RegisterResponse:
+        if not request.name or not request.address:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name and address are required")
+        try:
+            rec = DeviceRecord(
+                name=request.name,
+                address=request.address,
+                device=convert.device_from_pb(request.device),
+                tags=_tags(list(request.tags)),
+                backends=tuple(request.backends),
+                active=tuple(convert.slot_from_pb(s) for s in request.active),
+            )
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.inventory.register(rec)
+        return cpb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s)
+
+    def Heartbeat(self, request: cpb.HeartbeatRequest, context: grpc.ServicerContext) -> cpb.HeartbeatResponse:
+        known = self.inventory.heartbeat(
+            request.name,
+            convert.telemetry_from_pb(request.telemetry),
+            tuple(convert.slot_from_pb(s) for s in request.active),
+        )
+        return cpb.HeartbeatResponse(reregister=not known)
+
+    def ReportDeployment(self, request: cpb.DeploymentReport, context: grpc.ServicerContext) -> cpb.Ack:
+        return cpb.Ack(duplicate=not self.inventory.add_deployment(convert.record_from_pb(request.record)))
+
+    def ReportJobResult(self, request: cpb.JobResultReport, context: grpc.ServicerContext) -> cpb.Ack:
+        return cpb.Ack(duplicate=not self.inventory.add_job(convert.job_result_from_pb(request.result)))

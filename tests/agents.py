@@ -1,0 +1,108 @@
+"""Test support: agents on loopback and a real digits model from the registry to deploy to them.
+
+``digits_model`` trains ``basic_cnn`` on the embedded digits once per test
+session, registers it, exports ONNX FP32 and derives FP16 and INT8-QDQ: the
+same artifacts ``jetfleet train`` produces, with the registry's accuracy
+figures the agent's smoke tests and jobs are judged against.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from jetfleet.agent.config import AgentConfig
+from jetfleet.agent.daemon import Agent
+from jetfleet.controller.fleet.agent_client import AgentClient
+from jetfleet.controller.fleet.specs import Deployable, deployable
+
+
+@dataclass(frozen=True)
+class DigitsModel:
+    fp32: Deployable
+    fp16: Deployable
+    int8: Deployable
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> DigitsModel:
+    from jetfleet.controller.registry.blobs import BlobStore
+    from jetfleet.controller.registry.db import make_engine, migrate
+    from jetfleet.controller.registry.optimize import optimize_version
+    from jetfleet.controller.registry.runs import register_run
+    from jetfleet.controller.registry.store import Registry
+    from jetfleet.controller.training.config import TrainConfig
+    from jetfleet.controller.training.trainer import train
+
+    root = tmp_path_factory.mktemp("digits-model")
+    train(TrainConfig(epochs=8), root / "run", Console(file=io.StringIO()))
+    engine = make_engine(f"sqlite:///{root / 'registry.db'}")
+    migrate(engine)
+    registry = Registry(engine, BlobStore(root / "blobs"))
+    version = register_run(registry, root / "run", name="basic_cnn")
+    optimize_version(registry, version.ref, log=lambda _msg: None)
+    model = DigitsModel(*(deployable(registry, version.ref, p) for p in ("fp32", "fp16", "int8")), root=root)
+    engine.dispose()
+    return model
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    client: AgentClient
+    config: AgentConfig
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.agent.port}"
+
+
+StartAgent = Callable[..., RunningAgent]
+
+
+def agent_config(data_dir: Path, name: str = "jetson-01", **overrides: Any) -> AgentConfig:
+    """Loopback, any free port, one inference thread (tests share 2 cores), ONNX Runtime."""
+    values: dict[str, Any] = {
+        "name": name,
+        "listen": "127.0.0.1:0",
+        "data_dir": data_dir,
+        "backends": ("onnxruntime",),
+        "job_threads": 1,
+        "heartbeat_interval_s": 0.2,
+        "max_backoff_s": 0.5,
+    }
+    return AgentConfig(**{**values, **overrides})
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
+    """``start_agent(name, **config)`` serves an agent on loopback; all are stopped after the test."""
+    running: list[RunningAgent] = []
+
+    def start(name: str = "jetson-01", data_dir: Path | None = None, **overrides: Any) -> RunningAgent:
+        config = agent_config(data_dir or tmp_path / name, name, **overrides)
+        agent = Agent(config, telemetry_interval_s=0.2)
+        port = agent.start()
+        ra = RunningAgent(agent, AgentClient(f"127.0.0.1:{port}", name), config)
+        running.append(ra)
+        return ra
+
+    yield start
+    for ra in running:
+        ra.client.close()
+        if ra.agent.server is not None:
+            ra.agent.stop(grace=0.5)
+
+
+def stop(ra: RunningAgent) -> None:
+    """Stop an agent as a restart would (its data folder stays)."""
+    ra.client.close()
+    ra.agent.stop(grace=0.5)
+    ra.agent.server = None
