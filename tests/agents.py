@@ -8,6 +8,7 @@ figures the agent's smoke tests and jobs are judged against.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -106,3 +107,65 @@ def stop(ra: RunningAgent) -> None:
     ra.client.close()
     ra.agent.stop(grace=0.5)
     ra.agent.server = None
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that cuts the first connection after ``cut_after`` bytes from the client.
+
+    The cut is a real one: both sockets are closed with SO_LINGER 0 (a TCP
+    reset), as when a Wi-Fi link drops mid-transfer. Later connections pass
+    through untouched, so a client that reconnects can resume.
+    """
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self._armed = True
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                armed, self._armed = self._armed, False
+            threading.Thread(target=self._pump, args=(client, upstream, armed), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, cut: bool) -> None:
+        import socket
+        import struct
+
+        seen = 0
+        try:
+            while data := src.recv(65536):
+                if cut and seen + len(data) >= self.cut_after:
+                    dst.sendall(data[: max(0, self.cut_after - seen)])
+                    self.cuts += 1
+                    for s in (src, dst):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        s.close()
+                    return
+                seen += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from jetfleet.common.errors import JetfleetError
@@ -43,10 +43,12 @@ def load_image(path: Path, size: int, channels: int) -> npt.NDArray[np.uint8]:
     """Decode, resize the shorter side to ``size``, centre-crop to square; (C, H, W) uint8.
 
     The same recipe, written with numpy and Pillow only, is what an agent
-    applies on a device, so training and on-device inputs match.
+    applies on a device, so training and on-device inputs match (including
+    the EXIF orientation: a phone photo is upright in both places).
     """
     try:
         with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
             img = img.convert("L" if channels == 1 else "RGB")
             w, h = img.size
             scale = size / min(w, h)

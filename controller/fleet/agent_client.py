@@ -45,8 +45,7 @@ class UploadOutcome:
     artifact: ArtifactRef
     deduplicated: bool  # the agent had it already
     sent: int  # bytes sent over all attempts
-    resumed_from: int  # offset of the first attempt (non-zero = an earlier upload was resumed)
-    attempts: int
+    offsets: tuple[int, ...]  # where each attempt started (the agent's staged size at the time)
 
 
 @dataclass(frozen=True)
@@ -112,18 +111,18 @@ class AgentClient:
         """Send ``path`` (hashed here unless ``ref`` is given), resuming from the agent's offset on failure."""
         if ref is None:
             ref = ArtifactRef(*sha256_file(path))
-        sent, first_offset = 0, None
+        sent, offsets = 0, []
         for attempt in range(1, attempts + 1):
             state = self.offset(ref)
-            first_offset = state.offset if first_offset is None else first_offset
             if state.present:
-                return UploadOutcome(ref, sent == 0, sent, first_offset, attempt)
+                return UploadOutcome(ref, not offsets, sent, tuple(offsets))
+            offsets.append(state.offset)
             counter = _Counter()
             try:
                 self.stub.UploadArtifact(
                     _chunks(path, ref, state.offset, chunk_size, counter, progress), timeout=timeout
                 )
-                return UploadOutcome(ref, False, sent + counter.bytes, first_offset, attempt)
+                return UploadOutcome(ref, False, sent + counter.bytes, tuple(offsets))
             except grpc.RpcError as exc:
                 sent += counter.bytes
                 if exc.code() not in RESUMABLE_UPLOAD or attempt == attempts:
