@@ -16,3 +16,94 @@ def test_agent_does_not_pull_in_torch() -> None:
     code = "import sys, jetfleet.agent.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _agent_exe() -> str:
+    import sys
+    from pathlib import Path
+
+    return str(Path(sys.executable).parent / "jetfleet-agent")
+
+
+def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path) -> None:
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from jetfleet.proto.rpc import check_health, make_channel
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'name = "jetson-07"\nlisten = "127.0.0.1:0"\ndata_dir = "{tmp_path / "data"}"\n')
+    proc = subprocess.Popen(
+        [_agent_exe(), "serve", "--config", str(config), "--backend", "onnxruntime", "--tag", "site=lab"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        while "listening on port" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None, line
+            line = proc.stderr.readline()
+        port = int(re.search(r"port (\d+)", line).group(1))
+        channel = make_channel(f"127.0.0.1:{port}")
+        assert check_health(channel) and check_health(channel, "jetfleet.v1.AgentService")
+        from jetfleet.controller.fleet.agent_client import AgentClient
+
+        with AgentClient(f"127.0.0.1:{port}") as client:
+            status = client.status()
+        assert status.name == "jetson-07" and list(status.tags) == ["site=lab"]
+        assert list(status.backends) == ["onnxruntime"] and status.device.device_class
+        channel.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (tmp_path / "data" / "state.json").exists()
+
+
+def test_two_agents_cannot_share_a_data_folder(tmp_path) -> None:
+    from jetfleet.agent.config import AgentConfig
+    from jetfleet.agent.daemon import Agent
+    from jetfleet.common.errors import JetfleetError
+
+    config = AgentConfig(name="a", listen="127.0.0.1:0", data_dir=tmp_path, backends=("onnxruntime",))
+    first = Agent(config)
+    try:
+        import pytest
+
+        with pytest.raises(JetfleetError, match="another agent is using"):
+            Agent(config)
+    finally:
+        first.stop()
+
+
+def test_info_prints_the_device_and_backends(cli) -> None:
+    import json
+
+    result = cli("info", "--json", entry="jetfleet-agent")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["device"]["device_class"] and data["device"]["cpu_count"] >= 1
+    assert data["backends"]["onnxruntime"][0] is True and data["backends"]["tensorrt"][0] is False
+    text = cli("info", entry="jetfleet-agent")
+    assert text.returncode == 0 and "onnxruntime" in text.stdout
+
+
+def test_install_service_writes_a_unit_and_config(cli, tmp_path) -> None:
+    unit_dir, config = tmp_path / "units", tmp_path / "etc" / "agent.toml"
+    result = cli(
+        "install-service", "--unit-dir", unit_dir, "--config-out", config, "--controller", "ws:50050",
+        "--name", "jetson-09", "--data-dir", tmp_path / "state", entry="jetfleet-agent",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    unit = (unit_dir / "jetfleet-agent.service").read_text()
+    assert "serve --config" in unit and "Restart=on-failure" in unit
+    assert 'controller = "ws:50050"' in config.read_text()
+    again = cli(
+        "install-service", "--unit-dir", unit_dir, "--config-out", config, "--name", "other", entry="jetfleet-agent"
+    )
+    assert again.returncode == 1 and "error:" in again.stderr and "--force" in again.stderr

@@ -1,0 +1,274 @@
+"""Run the agent as a systemd service: render the unit, install it with its config.
+
+A Jetson in a fleet has no one to restart a crashed agent, so the agent runs
+under systemd: started once the network is up, restarted on failure, as a
+dedicated unprivileged user, with its files in /var/lib/jetfleet-agent.
+
+The unit is hardened as far as GPU access allows. On a Jetson the GPU is a set
+of device nodes (/dev/nvhost-*, /dev/nvmap, /dev/nvgpu/*; /dev/nvidia* on
+discrete GPUs) owned by group ``video``, so the service joins ``video`` and
+``render`` and deliberately leaves out every setting that hides or allowlists
+devices: ``PrivateDevices=``, ``DevicePolicy=``, ``DeviceAllow=`` and
+``ProtectClock=`` (which implies ``DeviceAllow=char-rtc``, turning /dev into an
+allowlist). ``MemoryDenyWriteExecute=`` is left out too: CUDA and TensorRT
+JIT-compile kernels into writable+executable memory.
+
+:func:`install_service` writes the unit and the agent's TOML config and, only
+when asked, runs ``systemctl daemon-reload`` and ``systemctl enable --now``.
+It never silently replaces a file someone may have edited.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from jetfleet.agent.config import DEFAULT_CONFIG_PATH, SYSTEM_DATA_DIR, AgentConfig, to_toml
+from jetfleet.common.errors import JetfleetError
+from jetfleet.common.files import atomic_path
+
+UNIT_NAME = "jetfleet-agent.service"
+DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+DEFAULT_USER = "jetfleet"
+# GPU device nodes on a Jetson (nvhost, nvmap, nvgpu) belong to `video`; DRM render nodes to `render`.
+GPU_GROUPS = ("video", "render")
+# ProtectHome=yes makes these inaccessible to the service, so a data dir there could never be written.
+_HIDDEN_BY_PROTECT_HOME = (Path("/home"), Path("/root"), Path("/run/user"))
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+
+
+def find_agent_exe() -> str:
+    """The absolute path of the installed ``jetfleet-agent`` script, for the unit's ``ExecStart=``.
+
+    Preference: the script beside the running interpreter (the virtualenv we
+    are installed in, even when it is not activated), then the script being
+    run, then ``PATH``. systemd needs an absolute path and does not search.
+    """
+    beside = Path(sys.executable).parent / "jetfleet-agent"
+    candidates = [beside]
+    if Path(sys.argv[0]).name == "jetfleet-agent":
+        candidates.append(Path(sys.argv[0]))
+    on_path = shutil.which("jetfleet-agent")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate.absolute())
+    raise JetfleetError(
+        "cannot find the jetfleet-agent executable",
+        hint="install jetfleet[agent] or pass the script's absolute path with --exe",
+    )
+
+
+def _unit_word(text: str, *, exec_line: bool) -> str:
+    """Quote one word the way systemd parses unit values: '%' is a specifier everywhere, '$' in Exec lines."""
+    if "\n" in text or "\r" in text:
+        raise JetfleetError(f"a path in the service unit cannot contain a line break: {text!r}")
+    escaped = text.replace("%", "%%")
+    if exec_line:
+        escaped = escaped.replace("$", "$$")
+    if _PLAIN_WORD.fullmatch(escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _check_paths(exe: str, data_dir: Path) -> None:
+    if not Path(exe).is_absolute():
+        raise JetfleetError(f"the agent executable must be an absolute path for systemd, not {exe!r}")
+    if not data_dir.is_absolute():
+        raise JetfleetError(f"data_dir must be an absolute path, not {data_dir}")
+    for hidden in _HIDDEN_BY_PROTECT_HOME:
+        if data_dir.is_relative_to(hidden):
+            raise JetfleetError(
+                f"data_dir {data_dir} is under {hidden}, which the service cannot see (ProtectHome=yes)",
+                hint=f"set data_dir = {str(SYSTEM_DATA_DIR)!r} in the config (the default when installed as root)",
+            )
+
+
+def render_unit(config_path: Path, exe: str, user: str = DEFAULT_USER, data_dir: Path = SYSTEM_DATA_DIR) -> str:
+    """The text of ``jetfleet-agent.service`` running ``<exe> serve --config <config_path>`` as ``user``."""
+    _check_paths(exe, data_dir)
+    exec_start = " ".join(_unit_word(arg, exec_line=True) for arg in (exe, "serve", "--config", str(config_path)))
+    return f"""\
+# Written by `jetfleet-agent install`. Re-run it to change this file; put local
+# changes in a drop-in (`systemctl edit jetfleet-agent`) so they survive.
+[Unit]
+Description=jetfleet agent: runs the models the jetfleet controller deploys to this device
+# The agent dials the controller at start-up, so wait for a configured network.
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart={exec_start}
+Restart=on-failure
+RestartSec=5
+User={user}
+Group={user}
+# GPU access: on a Jetson /dev/nvhost-*, /dev/nvmap and /dev/nvgpu/* belong to
+# group video; DRM render nodes to group render.
+SupplementaryGroups={" ".join(GPU_GROUPS)}
+# Creates /var/lib/jetfleet-agent owned by {user}, also under ProtectSystem=strict.
+StateDirectory=jetfleet-agent
+StateDirectoryMode=0750
+UMask=0027
+Environment=PYTHONUNBUFFERED=1
+# gRPC streams, artifact and engine files: more than the default 1024 descriptors.
+LimitNOFILE=65536
+
+# Hardening that still lets the agent use the GPU.
+NoNewPrivileges=yes
+ProtectSystem=strict
+# StateDirectory= is writable already; this covers a data_dir set elsewhere.
+ReadWritePaths={_unit_word(str(data_dir), exec_line=False)}
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictRealtime=yes
+# Deliberately NOT set: PrivateDevices=yes (it gives the service a /dev without
+# /dev/nvhost-*, /dev/nvmap and /dev/nvidia*, so CUDA and TensorRT find no GPU);
+# nor DevicePolicy=, DeviceAllow= or ProtectClock=yes (the last implies a device
+# allowlist); nor MemoryDenyWriteExecute=yes (CUDA JIT needs W+X memory).
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def install_service(
+    config: AgentConfig,
+    unit_dir: Path = DEFAULT_UNIT_DIR,
+    config_path: Path = DEFAULT_CONFIG_PATH,
+    exe: str | None = None,
+    user: str = DEFAULT_USER,
+    enable: bool = False,
+    force: bool = False,
+) -> list[Path]:
+    """Write the unit file and the config file; with ``enable``, start the service now and at boot.
+
+    Both files are checked before either is written, so a refusal leaves
+    nothing half-installed. An existing file with the same content is fine
+    (re-running install is harmless); a different one is replaced only with
+    ``force``. The config file is mode 0640, group ``user`` where that group
+    exists and we may change it, because it is the service's and may hold
+    addresses an operator considers private. A ``data_dir`` other than
+    /var/lib/jetfleet-agent is created if missing. Returns the files written.
+    """
+    exe = exe or find_agent_exe()
+    unit_path = Path(unit_dir) / UNIT_NAME
+    config_path = Path(config_path)
+    planned = [
+        (unit_path, render_unit(config_path, exe, user=user, data_dir=config.data_dir), 0o644, None),
+        (config_path, to_toml(config), 0o640, _group_id(user)),
+    ]
+    if enable:
+        check_accounts(user)
+    for path, text, _, _ in planned:
+        _refuse_overwrite(path, text, force)
+    for path, text, mode, gid in planned:
+        _write(path, text, mode, gid)
+    _ensure_data_dir(config.data_dir, user)
+    if enable:
+        _systemctl("daemon-reload")
+        _systemctl("enable", "--now", UNIT_NAME)
+    return [path for path, _, _, _ in planned]
+
+
+def _ensure_data_dir(data_dir: Path, user: str) -> None:
+    """Create a data dir other than the StateDirectory one: ReadWritePaths= of a missing path stops the unit.
+
+    systemd creates /var/lib/jetfleet-agent itself (StateDirectory=); any
+    other data_dir must exist, owned by the service user, before it starts.
+    """
+    if data_dir == SYSTEM_DATA_DIR or data_dir.exists():
+        return
+    data_dir.mkdir(mode=0o750, parents=True)
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam(user)
+        except KeyError:
+            return
+        os.chown(data_dir, account.pw_uid, account.pw_gid)
+
+
+def _refuse_overwrite(path: Path, text: str, force: bool) -> None:
+    if force or not path.exists():
+        return
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        raise JetfleetError(
+            f"{path} already exists with different content; not overwriting it",
+            hint="compare it with what install would write, then re-run with --force to replace it",
+        )
+
+
+def _group_id(group: str) -> int | None:
+    """The group's id when it exists and we may hand files to it (root); otherwise None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _write(path: Path, text: str, mode: int, gid: int | None) -> None:
+    """Write atomically, with mode and group set before the rename so the file is never briefly wider open."""
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+            os.chmod(tmp, mode)
+            if gid is not None:
+                os.chown(tmp, -1, gid)
+    except PermissionError as exc:
+        raise JetfleetError(f"cannot write {path}: permission denied", hint="run install as root (sudo)") from exc
+
+
+def check_accounts(user: str) -> None:
+    """Fail early, with the fix, when the service's user or GPU groups are missing.
+
+    Otherwise systemd starts the unit and it dies with a bare ``status=217/USER``
+    or ``216/GROUP`` in the journal.
+    """
+    try:
+        pwd.getpwnam(user)
+        grp.getgrnam(user)
+    except KeyError:
+        raise JetfleetError(
+            f"user or group {user!r} does not exist",
+            hint=(
+                f"create it: useradd --system --user-group --groups {','.join(GPU_GROUPS)} "
+                f"--home-dir {SYSTEM_DATA_DIR} --shell /usr/sbin/nologin {user}"
+            ),
+        ) from None
+    for group in GPU_GROUPS:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise JetfleetError(
+                f"group {group!r} does not exist; the service joins it for GPU access",
+                hint=f"create it with: groupadd --system {group}",
+            ) from None
+
+
+def _systemctl(*args: str) -> None:
+    try:
+        result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise JetfleetError("systemctl not found: this machine does not run systemd") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        raise JetfleetError(f"systemctl {' '.join(args)} failed: {detail}")
