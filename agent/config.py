@@ -185,7 +185,7 @@ def split_address(address: str, allow_any_port: bool = False) -> tuple[str, int]
     host, port_text = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
     port = int(port_text)
     if not (0 if allow_any_port else 1) <= port <= 65535:
-        raise _Invalid(f"a port between 1 and 65535, not {port}")
+        raise _Invalid(f"a port between {0 if allow_any_port else 1} and 65535, not {port}")
     if match.group(1):
         try:
             ipaddress.IPv6Address(host)

@@ -67,7 +67,9 @@ def check(generated: list[Path]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="fail if the committed files differ from a fresh generation")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the committed files differ from a fresh generation"
+    )
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         generated = generate(Path(tmp))

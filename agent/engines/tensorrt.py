@@ -23,13 +23,17 @@ Build (``TensorRTBackend.build``):
   10-bit mantissa). fp16: ``BuilderFlag.FP16`` ("allow", not "require": a
   GPU without fast FP16 still builds, so a missing ``platform_has_fast_fp16``
   is a warning, not an error). int8: explicit quantization from a QDQ ONNX,
-  no calibrator: ``BuilderFlag.INT8`` (the 8.x developer guide, "Working
-  with INT8": "To enable any quantization operations, the INT8 flag must be
-  set in the builder config") plus ``FP16`` so layers left outside Q/DQ
-  pairs may run in half precision, as trtexec ``--int8 --fp16`` does; Q/DQ
-  still pins where INT8 runs ("Explicit Quantization" chapter). A model
+  no calibrator: ``BuilderFlag.INT8`` (the 8.x developer guide's INT8
+  chapter: a weakly typed network needs the INT8 flag for any quantization,
+  Q/DQ included) plus ``FP16`` so layers left outside Q/DQ pairs may run in
+  half precision (common practice for QAT/PTQ models, trtexec ``--int8
+  --fp16``); Q/DQ still pins where INT8 runs ("Explicit Quantization"). A model
   without Q/DQ layers is refused for int8 instead of silently building a
-  float engine. TensorRT 11 removed the FP16/INT8 flags (10.x→11.x Python
+  float engine. What the parser takes (onnx-tensorrt docs/operators.md,
+  8.5 to 10.x): QuantizeLinear/DequantizeLinear with zero points of 0 and
+  DequantizeLinear inputs of INT8 only, so biases must stay float (ONNX
+  Runtime's ``QuantizeBias`` defaults to INT32 biases).
+  TensorRT 11 removed the FP16/INT8 flags (10.x→11.x Python
   migration guide): networks are strongly typed and the ONNX's own types
   decide, so where the flags are absent the network is created
   ``STRONGLY_TYPED`` and the precision is that of the artifact.
@@ -452,7 +456,9 @@ class TensorRTBackend:
             monitor = _progress_monitor(trt, progress)
             if monitor is not None:
                 config.progress_monitor = monitor
-            _emit(progress, BUILD_SPAN[0], f"building {precision} engine ({', '.join(plan.set_flags) or 'no flags'})")
+            flags = ", ".join(plan.set_flags) or "no precision flags"
+            later = "" if monitor is not None else "; TensorRT before 10 reports no progress until it is done"
+            _emit(progress, BUILD_SPAN[0], f"building {precision} engine ({flags}){later}")
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
                 raise BuildError(_joined(messages) or "TensorRT's builder returned no engine and logged no reason")

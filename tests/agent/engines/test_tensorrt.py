@@ -373,7 +373,7 @@ class TestOnGpu:
     def test_int8_from_qdq_onnx_matches_onnxruntime(self, backend, models, tmp_path) -> None:
         runner, _ = _build_and_load(backend, models["conv_int8"], "int8", tmp_path)
         with runner:
-            batch = images(32, runner.input_shape, seed=3)
+            batch = images(runner.max_batch, runner.input_shape, seed=3)
             logits, _ = runner.infer(batch)
         expected = ort_logits(models["conv_int8"], batch)  # the same QDQ model, run by ONNX Runtime on the CPU
         scale = float(np.abs(expected).max())
