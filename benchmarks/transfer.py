@@ -42,11 +42,12 @@ from pathlib import Path
 from jetfleet.common.fleet import ArtifactRef
 from jetfleet.controller.fleet.agent_client import AgentClient
 from jetfleet.proto import convert
+from jetfleet.proto.rpc import DEFAULT_CHUNK
 from jetfleet.proto.v1 import agent_pb2 as apb
 
 KiB, MiB = 1024, 1024 * 1024
 CHUNKS = (64 * KiB, 256 * KiB, MiB, 4 * MiB)
-CHOSEN = MiB  # jetfleet.proto.rpc.DEFAULT_CHUNK
+CHOSEN = DEFAULT_CHUNK  # what AgentClient.upload uses
 TARGET_MBPS = 1000.0
 # gRPC's own receive buffers and flow-control window (independent of the artifact size), plus a few chunks.
 MEMORY_FIXED_MIB = 16

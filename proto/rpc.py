@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 4 MiB chunk plus headroom, or a batch of inline job images
-DEFAULT_CHUNK = 1024 * 1024  # upload chunk: measured by benchmarks/transfer.py
+DEFAULT_CHUNK = 256 * 1024  # upload chunk: fastest and leanest in benchmarks/transfer.py (2-core loopback)
 
 # Deadlines (seconds) callers use unless they know better.
 QUICK_S = 10.0  # status, offsets, registration, heartbeats
