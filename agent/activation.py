@@ -13,16 +13,17 @@ no job ever sees a half-activated or a freed engine.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jetfleet.agent.engines.base import Backend, BuildError, Runner
 from jetfleet.agent.engines.cache import EngineCache, EngineKey
-from jetfleet.agent.errors import FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, AgentError
+from jetfleet.agent.errors import ABORTED, FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, AgentError
 from jetfleet.agent.smoke import SmokeTestFailed, check_io, smoke_test
 from jetfleet.agent.state import AgentState
 from jetfleet.agent.store import ArtifactStore
@@ -78,6 +79,7 @@ class ModelManager:
         self._unavailable: dict[str, str] = {}  # model -> why its engine could not be loaded at start
         self._lock = threading.Lock()  # guards _loaded, state and the users counters
         self._deploying = threading.Lock()  # one activation at a time: builds compete for the GPU anyway
+        self._running: str = ""  # the deployment holding _deploying, for the "busy" message
 
     # -- start-up --------------------------------------------------------
     def restore(self) -> None:
@@ -86,18 +88,48 @@ class ModelManager:
         if removed:
             log.info("removed %d unfinished engine build(s)", removed)
         now = time.time()
-        for rec in list(self.state.history):
-            if rec.state == DeploymentState.RUNNING:
-                state = DeploymentState.ROLLED_BACK if rec.previous else DeploymentState.FAILED
-                self.state.record(rec.finish(state, now, reason="the agent stopped during the deployment"))
-        self.state.save(self.state_path)
-        for name, slot in self.state.active.items():
+        interrupted = [r for r in self.state.history if r.state == DeploymentState.RUNNING]
+        for rec in interrupted:
+            state = DeploymentState.ROLLED_BACK if rec.previous else DeploymentState.FAILED
+            done = rec.finish(state, now, reason="the agent stopped during the deployment", code=ABORTED)
+            self._commit(lambda s, done=done: s.record(done))
+        if not self.state_path.exists():
+            self._commit(lambda s: None)  # a fresh agent writes its (empty) state: the folder says what it is
+        for name, slot in list(self.state.active.items()):
             try:
-                runner, _, _ = self._engine(slot.spec, _quiet)
-                self._loaded[name] = Loaded(slot, runner)
+                runner = self._reload(slot)
+                self._loaded[name] = Loaded(self.state.active[name], runner)
             except Exception as exc:  # keep starting: other models may still serve
                 log.error("model %s cannot be loaded: %s", slot.spec.ref, exc)
                 self._unavailable[name] = str(exc)
+
+    def _reload(self, slot: ModelSlot) -> Runner:
+        """The runner of an active slot after a restart.
+
+        Same fingerprint: the cached engine (rebuilt from the verified blob if
+        the cache lost it). A different fingerprint (JetPack, TensorRT or ORT
+        upgraded, backend changed) means a new engine: it goes through the
+        full verify, build, I/O check and smoke test before it serves, and the
+        slot is rewritten to name it.
+        """
+        if self.engine_key(slot.spec).fingerprint() == slot.engine_fingerprint:
+            runner, _, _ = self._engine(slot.spec, _quiet)
+            try:
+                check_io(runner, slot.spec)
+            except BaseException:
+                runner.close()
+                raise
+            return runner
+        log.warning("%s: the engine fingerprint changed since activation; rebuilding and smoke-testing", slot.spec.ref)
+        runner, facts = self._prepare(slot.spec, self.smoke_margin, _quiet)
+        fresh = replace(
+            slot,
+            backend=self.backend.name,
+            engine_fingerprint=self.engine_key(slot.spec).fingerprint(),
+            smoke_accuracy=facts.get("smoke_accuracy"),  # type: ignore[arg-type]
+        )
+        self._commit(lambda s: s.active.__setitem__(slot.spec.model, fresh))
+        return runner
 
     # -- queries ---------------------------------------------------------
     def active(self) -> list[ModelSlot]:
@@ -119,8 +151,9 @@ class ModelManager:
         finally:
             with self._lock:
                 loaded.users -= 1
-                if loaded.retired and loaded.users == 0:
-                    loaded.runner.close()
+                last = loaded.retired and loaded.users == 0
+            if last:
+                _close(loaded)
 
     def _pick(self, model: str | None) -> Loaded:
         if model:
@@ -140,12 +173,27 @@ class ModelManager:
     def deploy(
         self, deployment_id: str, spec: ModelSpec, margin: float | None, progress: StepProgress = lambda *a: None
     ) -> Outcome:
-        """Activate ``spec``; on any failure the previous model keeps serving."""
-        with self._deploying:
+        """Activate ``spec``; on any failure the previous model keeps serving.
+
+        Idempotent by ``deployment_id``: a retry of a finished deployment
+        returns its record without doing anything again.
+        """
+        if margin is not None and not 0 <= margin <= 100:  # NaN fails too: it would disable the gate
+            raise AgentError(INVALID_ARGUMENT, f"smoke margin must be 0-100 points, got {margin}")
+        with self._exclusive(deployment_id):
+            if (seen := self._seen(deployment_id, spec.model, spec, rollback=False)) is not None:
+                return seen
             current = self._current(spec.model)
-            if current is not None and current.spec == spec and spec.model in self._loaded:
+            if (
+                current is not None
+                and current.spec == spec
+                and spec.model in self._loaded
+                and current.engine_fingerprint == self.engine_key(spec).fingerprint()
+            ):
                 rec = self._begin(deployment_id, spec, current, rollback=False)
-                done = rec.finish(DeploymentState.ACTIVE, time.time(), engine_cached=True, reason="already active")
+                done = rec.finish(
+                    DeploymentState.ACTIVE, time.time(), engine_cached=True, reason="already active", code="OK"
+                )
                 self._record(done)
                 progress(Step.ACTIVATE, f"{spec.ref} is already active", 1.0)
                 return Outcome(done)
@@ -153,9 +201,36 @@ class ModelManager:
             margin = self.smoke_margin if margin is None else margin
             return self._run(rec, lambda steps: self._prepare(spec, margin, steps), progress)
 
+    @contextlib.contextmanager
+    def _exclusive(self, deployment_id: str) -> Iterator[None]:
+        """Hold the one activation slot, or refuse at once (ABORTED: retry later) while another runs."""
+        if not self._deploying.acquire(blocking=False):
+            raise AgentError(
+                ABORTED, f"deployment {self._running} is in progress on {self.agent}", "retry when it finishes"
+            )
+        self._running = deployment_id
+        try:
+            yield
+        finally:
+            self._running = ""
+            self._deploying.release()
+
+    def _seen(self, deployment_id: str, model: str, spec: ModelSpec | None, rollback: bool) -> Outcome | None:
+        """The stored outcome of a finished deployment with this id (a retry), or None for a new one."""
+        with self._lock:
+            rec = next((r for r in self.state.history if r.deployment_id == deployment_id), None)
+        if rec is None:
+            return None
+        same = rec.rollback == rollback and rec.spec.model == model and (spec is None or rec.spec == spec)
+        if not same:
+            raise AgentError(INVALID_ARGUMENT, f"deployment id {deployment_id} was already used for another deployment")
+        return Outcome(rec, rec.code or "OK")
+
     def rollback(self, deployment_id: str, model: str, progress: StepProgress = lambda *a: None) -> Outcome:
         """Go back to the model that served before the active one (its cached engine, no smoke test)."""
-        with self._deploying:
+        with self._exclusive(deployment_id):
+            if (seen := self._seen(deployment_id, model, None, rollback=True)) is not None:
+                return seen
             current = self._current(model)
             stack = self.state.previous.get(model, [])
             if current is None:
@@ -171,7 +246,11 @@ class ModelManager:
                 steps(Step.VERIFY, f"checking {target.spec.onnx.short}", -1)
                 self.store.verify(target.spec.onnx)
                 runner, cached, build_s = self._engine(target.spec, steps)
-                check_io(runner, target.spec)
+                try:
+                    check_io(runner, target.spec)
+                except BaseException:
+                    runner.close()
+                    raise
                 return runner, {"engine_cached": cached, "build_s": build_s, "smoke_accuracy": target.smoke_accuracy}
 
             return self._run(rec, prepare, progress)
@@ -190,9 +269,15 @@ class ModelManager:
         return rec
 
     def _record(self, rec: DeploymentRecord) -> None:
+        self._commit(lambda s: s.record(rec))
+
+    def _commit(self, change: Callable[[AgentState], None]) -> None:
+        """Apply ``change`` to a copy of the state, save it, and only then make it the state.
+
+        If the save fails (a full disk), memory keeps agreeing with the disk.
+        """
         with self._lock:
-            self.state.record(rec)
-            self.state.save(self.state_path)
+            self._commit_locked(change)
 
     def _run(
         self,
@@ -208,10 +293,12 @@ class ModelManager:
             return self._fail(rec, tracker.step, exc)
         tracker(Step.ACTIVATE, "switching to the new model", 0.0)
         try:
-            done = self._swap(rec, runner, facts)
-        except Exception as exc:
+            done, old = self._swap(rec, runner, facts)
+        except Exception as exc:  # the save failed: nothing changed
             runner.close()
             return self._fail(rec, Step.ACTIVATE, exc)
+        if old is not None:
+            _close(old)  # after the commit point: a failure here is logged, never a rollback
         tracker(Step.ACTIVATE, f"{rec.spec.ref} is active", 1.0)
         return Outcome(done)
 
@@ -242,7 +329,7 @@ class ModelManager:
         cached, build_s = path is not None, 0.0
         if path is None:
             progress(Step.BUILD, f"building a {self.backend.name} engine ({spec.precision})", 0.0)
-            onnx_path = self.store.path(spec.onnx)
+            onnx_path = self.store.verify(spec.onnx)
             start = time.perf_counter()
             path = self.cache.put(
                 key, lambda out: self.backend.build(onnx_path, spec.precision, out, _build_progress(progress))
@@ -268,7 +355,10 @@ class ModelManager:
             builder_flags=self.backend.builder_flags(spec.precision),
         )
 
-    def _swap(self, rec: DeploymentRecord, runner: Runner, facts: dict[str, object]) -> DeploymentRecord:
+    def _swap(
+        self, rec: DeploymentRecord, runner: Runner, facts: dict[str, object]
+    ) -> tuple[DeploymentRecord, Loaded | None]:
+        """Commit the new slot (the state file rename), then serve it; returns the retired model to close."""
         model = rec.spec.model
         slot = ModelSlot(
             spec=rec.spec,
@@ -277,23 +367,32 @@ class ModelManager:
             activated_at=time.time(),
             smoke_accuracy=facts.get("smoke_accuracy"),  # type: ignore[arg-type]
         )
-        done = rec.finish(DeploymentState.ACTIVE, slot.activated_at, **facts)
-        with self._lock:
-            old = self._loaded.get(model)
+        done = rec.finish(DeploymentState.ACTIVE, slot.activated_at, code="OK", **facts)
+
+        def change(s: AgentState) -> None:
             if rec.rollback:
-                self.state.previous[model].pop()
+                s.previous[model].pop()
             elif rec.previous is not None:
-                self.state.push_previous(rec.previous)
-            self.state.active[model] = slot
-            self.state.record(done)
-            self.state.save(self.state_path)  # the commit point: after this rename the new model is the one
+                s.push_previous(rec.previous)
+            s.active[model] = slot
+            s.record(done)
+
+        with self._lock:
+            self._commit_locked(change)  # the commit point: after this rename the new model is the one
+            old = self._loaded.get(model)
             self._loaded[model] = Loaded(slot, runner)
             self._unavailable.pop(model, None)
             if old is not None:
                 old.retired = True
-                if old.users == 0:
-                    old.runner.close()
-        return done
+                if old.users > 0:
+                    old = None  # its last job closes it
+        return done, old
+
+    def _commit_locked(self, change: Callable[[AgentState], None]) -> None:
+        new = copy.deepcopy(self.state)
+        change(new)
+        new.save(self.state_path)
+        self.state = new
 
     def _fail(self, rec: DeploymentRecord, step: Step, exc: BaseException) -> Outcome:
         code = _code_of(exc)
@@ -301,7 +400,7 @@ class ModelManager:
         if code == INTERNAL:
             log.exception("deployment %s failed unexpectedly", rec.deployment_id, exc_info=exc)
         state = DeploymentState.ROLLED_BACK if rec.previous is not None else DeploymentState.FAILED
-        done = rec.finish(state, time.time(), failed_step=step, reason=reason)
+        done = rec.finish(state, time.time(), failed_step=step, reason=reason, code=code)
         self._record(done)
         return Outcome(done, code)
 
@@ -320,6 +419,14 @@ class _StepTracker:
 
 def _build_progress(progress: StepProgress) -> Callable[[float, str], None]:
     return lambda fraction, message: progress(Step.BUILD, message, fraction)
+
+
+def _close(loaded: Loaded) -> None:
+    """Free a retired engine; a failure to free is logged, it cannot undo an activation."""
+    try:
+        loaded.runner.close()
+    except Exception:
+        log.exception("closing the engine of %s failed", loaded.slot.spec.ref)
 
 
 def _quiet(step: Step, message: str, fraction: float) -> None:

@@ -111,12 +111,11 @@ class Agent:
     def run_job(self, request: apb.JobRequest, progress: Callable[[str, int, int], None]) -> JobResult:
         params = JobParams(
             batch_size=request.batch_size or 32,
-            warmup=max(0, request.warmup),
-            iterations=max(0, request.iterations),
+            warmup=request.warmup,
+            iterations=request.iterations,
             return_predictions=request.return_predictions,
         )
-        if params.batch_size < 1:
-            raise AgentError(INVALID_ARGUMENT, f"batch size must be positive, got {params.batch_size}")
+        _check_job_params(params)
         job_id = request.job_id or uuid.uuid4().hex
         started = time.time()
         with self.manager.use(request.model) as loaded:
@@ -170,6 +169,21 @@ class Agent:
             controller_connected=self.reporter is not None and self.reporter.connected,
             started_at=self.started_at,
         )
+
+
+MAX_BATCH = 1024  # decoded images held at once; a Nano has 4 GB shared with the GPU
+MAX_ITERATIONS = 1_000_000  # a benchmark, not a burn-in: bounded so a typo cannot occupy a device for days
+MAX_WARMUP = 10_000
+
+
+def _check_job_params(params: JobParams) -> None:
+    for name, value, low, high in (
+        ("batch size", params.batch_size, 1, MAX_BATCH),
+        ("iterations", params.iterations, 0, MAX_ITERATIONS),
+        ("warmup", params.warmup, 0, MAX_WARMUP),
+    ):
+        if not low <= value <= high:
+            raise AgentError(INVALID_ARGUMENT, f"{name} must be between {low} and {high}, got {value}")
 
 
 def _lock_data_dir(data_dir: Path) -> object:

@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 10_000  # reports kept while offline; the oldest go first beyond it (logged)
+# The controller refused the report itself: resending cannot help, and it must not block the queue.
+PERMANENT = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
 
 
 class Backoff:
@@ -97,8 +104,9 @@ class Reporter:
                 if not registered:
                     self._register()
                     registered = True
-                self._flush()
-                registered = self._heartbeat()
+                registered = self._heartbeat()  # first: a long backlog must not make the agent look dead
+                if registered:
+                    self._flush()
                 self._backoff.reset()
                 delay = self.interval
             except grpc.RpcError as exc:
@@ -107,8 +115,11 @@ class Reporter:
                 if self.connected:
                     log.warning("lost the controller at %s (%s); retrying", self.address, exc.code())
                 self.connected = False
-            self._wake.wait(delay)
-            self._wake.clear()
+            except Exception:  # a bug must not silently end the link: log it and keep trying
+                log.exception("reporter error; retrying")
+                registered, delay = False, self._backoff.next()
+            if self._wake.wait(delay):
+                self._wake.clear()
 
     def _register(self) -> None:
         a = self.agent
@@ -136,10 +147,17 @@ class Reporter:
                 if not self._pending:
                     return
                 msg = self._pending[0]
-            if isinstance(msg, cpb.DeploymentReport):
-                self.stub.ReportDeployment(msg, timeout=QUICK_S)
-            else:
-                self.stub.ReportJobResult(msg, timeout=QUICK_S)
+            try:
+                if isinstance(msg, cpb.DeploymentReport):
+                    self.stub.ReportDeployment(msg, timeout=QUICK_S)
+                else:
+                    self.stub.ReportJobResult(msg, timeout=QUICK_S)
+            except grpc.RpcError as exc:
+                if exc.code() not in PERMANENT:
+                    raise
+                log.error(
+                    "the controller refused a %s (%s: %s); dropped", type(msg).__name__, exc.code(), exc.details()
+                )
             with self._lock:
                 if self._pending and self._pending[0] is msg:
                     self._pending.popleft()

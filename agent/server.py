@@ -53,8 +53,12 @@ def handled(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _streamed(work: Callable[[Callable[[Any], None]], Any]) -> Iterator[Any]:
-    """Run ``work(emit)`` on a thread; yield what it emits, then ("result", value) or ("error", exc)."""
+def _streamed(work: Callable[[Callable[[Any], None]], Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    """Run ``work(emit)`` on a thread; yield what it emits, then ("result", value) or ("error", exc).
+
+    When the client goes away the generator stops waiting (its server thread
+    is freed) while the work carries on to its end.
+    """
     q: queue.Queue[Any] = queue.Queue()
 
     def target() -> None:
@@ -65,7 +69,15 @@ def _streamed(work: Callable[[Callable[[Any], None]], Any]) -> Iterator[Any]:
         q.put(_DONE)
 
     threading.Thread(target=target, name="agent-op", daemon=True).start()
-    while (item := q.get()) is not _DONE:
+    while True:
+        try:
+            item = q.get(timeout=1.0)
+        except queue.Empty:
+            if not context.is_active():
+                return
+            continue
+        if item is _DONE:
+            return
         yield item
 
 
@@ -128,9 +140,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, deployment_id: str, context: grpc.ServicerContext, work: Callable[[Callable[..., None]], Any]
     ) -> Iterator[apb.DeployProgress]:
         def run(put: Callable[[Any], None]) -> Any:
-            return work(lambda step, message, fraction: put(("progress", (step, message, fraction))))
+            outcome = work(lambda step, message, fraction: put(("progress", (step, message, fraction))))
+            self.agent.report_deployment(outcome.record)  # here, not in the stream: the client may be gone
+            return outcome
 
-        for kind, value in _streamed(run):
+        for kind, value in _streamed(run, context):
             if kind == "progress":
                 step, message, fraction = value
                 yield apb.DeployProgress(
@@ -139,7 +153,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             elif kind == "error":
                 _raise_or_abort(context, value)
             else:
-                self.agent.report_deployment(value.record)
                 yield apb.DeployProgress(
                     deployment_id=deployment_id,
                     step=int(value.record.failed_step or Step.ACTIVATE),
@@ -154,7 +167,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         def run(put: Callable[[Any], None]) -> Any:
             return self.agent.run_job(request, lambda phase, done, total: put(("progress", (phase, done, total))))
 
-        for kind, value in _streamed(run):
+        for kind, value in _streamed(run, context):
             if kind == "progress":
                 phase, done, total = value
                 yield apb.JobProgress(job_id=request.job_id, phase=phase, done=done, total=total)

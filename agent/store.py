@@ -34,6 +34,7 @@ from jetfleet.agent.errors import (
     RESOURCE_EXHAUSTED,
     AgentError,
 )
+from jetfleet.common.files import fsync_dir
 from jetfleet.common.fleet import ArtifactRef
 from jetfleet.common.hashing import CHUNK, sha256_file
 
@@ -83,11 +84,20 @@ class ArtifactStore:
         return path.exists() and path.stat().st_size == ref.size
 
     def verify(self, ref: ArtifactRef) -> Path:
-        """Re-hash a stored blob: a flipped bit on disk since upload is caught before activation."""
+        """Re-hash a stored blob: a flipped bit on disk since upload is caught before activation.
+
+        A corrupt blob is deleted, so the next ``GetUploadOffset`` asks for it
+        again instead of deduplicating against bad bytes forever.
+        """
         path = self.path(ref)
         digest, size = sha256_file(path)
         if digest != ref.sha256 or size != ref.size:
-            raise AgentError(DATA_LOSS, f"artifact {ref.short} is corrupt on disk (sha256 {digest[:12]}, {size} bytes)")
+            path.unlink(missing_ok=True)
+            raise AgentError(
+                DATA_LOSS,
+                f"artifact {ref.short} was corrupt on disk (sha256 {digest[:12]}, {size} bytes) and has been removed",
+                "upload it again",
+            )
         return path
 
     def list(self) -> list[tuple[ArtifactRef, float]]:
@@ -174,9 +184,10 @@ class ArtifactStore:
             )
 
     def _install(self, part: Path, ref: ArtifactRef) -> None:
-        os.chmod(part, 0o444)
-        os.replace(part, self.blobs / ref.sha256)
-        _fsync_dir(self.blobs)
+        blob = self.blobs / ref.sha256
+        os.replace(part, blob)
+        os.chmod(blob, 0o444)
+        fsync_dir(self.blobs)
 
     def remove(self, ref: ArtifactRef) -> None:
         (self.blobs / ref.sha256).unlink(missing_ok=True)
@@ -240,7 +251,12 @@ class Upload:
         self.position += len(data)
         self.received += len(data)
         if self.position - self._flushed >= self.WRITEBACK_BYTES:
-            self._fh.flush()  # type: ignore[union-attr]
+            try:
+                self._fh.flush()  # type: ignore[union-attr]
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise AgentError(RESOURCE_EXHAUSTED, f"disk full while receiving {self.ref.short}") from exc
+                raise
             os.posix_fadvise(self._fh.fileno(), self._flushed, self.position - self._flushed, os.POSIX_FADV_DONTNEED)  # type: ignore[union-attr]
             self._flushed = self.position
 
@@ -286,11 +302,3 @@ class IncompleteUpload(AgentError):
             f"resume from offset {offset}",
         )
         self.offset = offset
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

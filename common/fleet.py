@@ -134,6 +134,7 @@ class DeploymentRecord:
     build_s: float = 0.0
     smoke_accuracy: float | None = None
     previous: ModelSlot | None = None
+    code: str = ""  # gRPC status name it ended with: "OK" when active; tells transient from permanent failures
 
     def finish(self, state: DeploymentState, finished_at: float, **changes: Any) -> DeploymentRecord:
         return replace(self, state=state, finished_at=finished_at, **changes)

@@ -197,6 +197,7 @@ def record_to_pb(rec: DeploymentRecord) -> pb.DeploymentRecord:
         rollback=rec.rollback,
         engine_cached=rec.engine_cached,
         build_s=rec.build_s,
+        code=rec.code,
     )
     if rec.smoke_accuracy is not None:
         msg.smoke_accuracy = rec.smoke_accuracy
@@ -220,6 +221,7 @@ def record_from_pb(msg: pb.DeploymentRecord) -> DeploymentRecord:
         build_s=msg.build_s,
         smoke_accuracy=msg.smoke_accuracy if msg.HasField("smoke_accuracy") else None,
         previous=slot_from_pb(msg.previous) if msg.HasField("previous") else None,
+        code=msg.code,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,7 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from jetfleet.common.files import atomic_write_text
+from jetfleet.common.files import atomic_write_text, fsync_dir
+from jetfleet.common.hashing import sha256_file
+
+log = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine"
 
@@ -52,9 +56,20 @@ class EngineCache:
         root.mkdir(parents=True, exist_ok=True)
 
     def get(self, key: EngineKey) -> Path | None:
-        """The cached engine file for ``key``, or ``None`` (a miss)."""
-        path = self.root / key.fingerprint() / ENGINE_FILE
-        return path if path.is_file() else None
+        """The cached engine file for ``key``, or ``None`` (a miss, or an entry whose bytes changed: removed)."""
+        entry = self.root / key.fingerprint()
+        path = entry / ENGINE_FILE
+        if not path.is_file():
+            return None
+        try:
+            expected = json.loads((entry / "meta.json").read_text())["engine_sha256"]
+        except (OSError, ValueError, KeyError):
+            expected = None
+        if expected is None or sha256_file(path)[0] != expected:
+            log.warning("engine cache entry %s is damaged; it will be rebuilt", entry.name)
+            self.remove(entry.name)
+            return None
+        return path
 
     def put(self, key: EngineKey, build: Callable[[Path], None]) -> Path:
         """Run ``build(engine_path)`` in a temporary folder and publish it under the fingerprint."""
@@ -62,12 +77,16 @@ class EngineCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{fp[:8]}-", dir=self.root))
         try:
             build(tmp / ENGINE_FILE)
-            atomic_write_text(tmp / "meta.json", json.dumps(asdict(key), indent=2, sort_keys=True))
+            with open(tmp / ENGINE_FILE, "rb") as fh:
+                os.fsync(fh.fileno())
+            meta = {**asdict(key), "engine_sha256": sha256_file(tmp / ENGINE_FILE)[0]}
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
             target = self.root / fp
             if target.exists():  # built concurrently by someone else: theirs is as good
                 shutil.rmtree(tmp)
             else:
                 os.replace(tmp, target)
+                fsync_dir(self.root)
             return target / ENGINE_FILE
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

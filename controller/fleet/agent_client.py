@@ -105,7 +105,7 @@ class AgentClient:
         ref: ArtifactRef | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         progress: UploadProgress | None = None,
-        attempts: int = 5,
+        attempts: int = 8,
         timeout: float = UPLOAD_S,
     ) -> UploadOutcome:
         """Send ``path`` (hashed here unless ``ref`` is given), resuming from the agent's offset on failure."""
@@ -127,7 +127,9 @@ class AgentClient:
                 sent += counter.bytes
                 if exc.code() not in RESUMABLE_UPLOAD or attempt == attempts:
                     raise self._error(exc) from exc
-                time.sleep(min(2.0, 0.1 * 2**attempt))
+                # ABORTED: a previous stream of ours still holds the artifact until the agent's keepalive
+                # notices the dead connection (~30 s); a broken link needs much less.
+                time.sleep(min(8.0, 0.5 * 2**attempt) if exc.code() == grpc.StatusCode.ABORTED else 0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
     # -- deployments --------------------------------------------------------

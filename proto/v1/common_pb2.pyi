@@ -270,7 +270,7 @@ class JobResult(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., agent: _Optional[str] = ..., model: _Optional[_Union[ModelSlot, _Mapping]] = ..., items: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ..., has_labels: _Optional[bool] = ..., top1: _Optional[float] = ..., top5: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., host_to_device: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute: _Optional[_Union[LatencyStats, _Mapping]] = ..., device_to_host: _Optional[_Union[LatencyStats, _Mapping]] = ..., throughput: _Optional[float] = ..., wall_s: _Optional[float] = ..., started_at: _Optional[float] = ..., telemetry: _Optional[_Iterable[_Union[TelemetrySample, _Mapping]]] = ...) -> None: ...
 
 class DeploymentRecord(_message.Message):
-    __slots__ = ("deployment_id", "agent", "spec", "state", "failed_step", "reason", "started_at", "finished_at", "rollback", "engine_cached", "build_s", "smoke_accuracy", "previous")
+    __slots__ = ("deployment_id", "agent", "spec", "state", "failed_step", "reason", "started_at", "finished_at", "rollback", "engine_cached", "build_s", "smoke_accuracy", "previous", "code")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -284,6 +284,7 @@ class DeploymentRecord(_message.Message):
     BUILD_S_FIELD_NUMBER: _ClassVar[int]
     SMOKE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     agent: str
     spec: ModelSpec
@@ -297,4 +298,5 @@ class DeploymentRecord(_message.Message):
     build_s: float
     smoke_accuracy: float
     previous: ModelSlot
-    def __init__(self, deployment_id: _Optional[str] = ..., agent: _Optional[str] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., failed_step: _Optional[_Union[Step, str]] = ..., reason: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., rollback: _Optional[bool] = ..., engine_cached: _Optional[bool] = ..., build_s: _Optional[float] = ..., smoke_accuracy: _Optional[float] = ..., previous: _Optional[_Union[ModelSlot, _Mapping]] = ...) -> None: ...
+    code: str
+    def __init__(self, deployment_id: _Optional[str] = ..., agent: _Optional[str] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., failed_step: _Optional[_Union[Step, str]] = ..., reason: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., rollback: _Optional[bool] = ..., engine_cached: _Optional[bool] = ..., build_s: _Optional[float] = ..., smoke_accuracy: _Optional[float] = ..., previous: _Optional[_Union[ModelSlot, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...

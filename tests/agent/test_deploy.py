@@ -126,3 +126,68 @@ def test_deploying_without_uploading_is_a_clear_error(start_agent: StartAgent, d
     outcome = ra.client.deploy(digits_model.fp32.spec)
     assert outcome.code == grpc.StatusCode.NOT_FOUND and outcome.record.failed_step == Step.STAGE
     assert "is not on this device" in outcome.details
+
+
+def test_deployments_are_idempotent_by_id(start_agent: StartAgent, digits_model: DigitsModel) -> None:
+    ra = start_agent()
+    fp32, int8 = digits_model.fp32, digits_model.int8
+    assert ra.client.push(fp32.spec, fp32.files, deployment_id="d1").ok
+    first = ra.client.push(int8.spec, int8.files, deployment_id="d2")
+    retry = ra.client.deploy(int8.spec, deployment_id="d2")
+    assert retry.ok and retry.record == first.record  # the stored record, nothing done again
+    back = ra.client.rollback("basic_cnn", deployment_id="r1")
+    again = ra.client.rollback("basic_cnn", deployment_id="r1")  # a retried rollback rolls back once
+    assert again.record == back.record
+    assert [s.spec.precision for s in ra.client.status().active] == ["fp32"]
+    with pytest.raises(Exception, match="already used for another deployment"):
+        ra.client.deploy(fp32.spec, deployment_id="d2")
+    assert [r.deployment_id for r in ra.client.status(history=10).history] == ["d1", "d2", "r1"]
+
+
+def test_a_corrupt_blob_is_caught_removed_and_can_be_sent_again(
+    start_agent: StartAgent, digits_model: DigitsModel
+) -> None:
+    import os
+
+    ra = start_agent()
+    d = digits_model.fp32
+    ra.client.upload(d.files[d.spec.onnx.sha256], d.spec.onnx)
+    blob = ra.agent.data_dir / "artifacts" / "blobs" / d.spec.onnx.sha256
+    os.chmod(blob, 0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x10  # bit rot on the device's flash
+    blob.write_bytes(bytes(data))
+    outcome = ra.client.push(d.spec, {**d.files, d.spec.onnx.sha256: blob})  # dedup: the bad blob is "there"
+    assert outcome.code == grpc.StatusCode.DATA_LOSS and outcome.record.failed_step == Step.VERIFY
+    assert not blob.exists() and not ra.client.offset(d.spec.onnx).present
+    assert ra.client.push(d.spec, d.files).ok
+
+
+def test_a_changed_engine_fingerprint_rebuilds_and_smoke_tests_at_start(
+    start_agent: StartAgent, digits_model: DigitsModel, tmp_path
+) -> None:
+    import json
+
+    ra = start_agent("jetson-01", data_dir=tmp_path / "dev")
+    d = digits_model.fp32
+    assert ra.client.push(d.spec, d.files).ok
+    stop(ra)
+    # As after a JetPack or TensorRT upgrade: the engine the slot names is no longer what this device builds.
+    state_file = tmp_path / "dev" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["active"]["basic_cnn"]["engine_fingerprint"] = "0" * 32
+    state_file.write_text(json.dumps(state))
+    again = start_agent("jetson-01", data_dir=tmp_path / "dev")
+    (slot,) = again.client.status().active
+    assert slot.engine_fingerprint != "0" * 32 and slot.smoke_accuracy == pytest.approx(d.spec.reference_accuracy)
+    assert json.loads(state_file.read_text())["active"]["basic_cnn"]["engine_fingerprint"] == slot.engine_fingerprint
+
+
+def test_requests_out_of_range_are_refused(start_agent: StartAgent, digits_model: DigitsModel) -> None:
+    ra = start_agent()
+    d = digits_model.fp32
+    assert ra.client.push(d.spec, d.files).ok
+    with pytest.raises(Exception, match="batch size must be between 1 and 1024"):
+        ra.client.run_job(test_set=d.spec.test_set, batch_size=5000)
+    with pytest.raises(Exception, match="smoke margin"):
+        ra.client.deploy(replace(d.spec, version=2), smoke_margin=float("nan"))

@@ -59,3 +59,10 @@ def test_put_publishes_atomically_and_a_failed_build_leaves_nothing(tmp_path: Pa
     assert (path.parent / "meta.json").read_text().count("R36.4.0") == 1
     (tmp_path / ".tmp-deadbeef-x").mkdir()  # what a SIGKILL during a build leaves
     assert cache.clean() == 1 and cache.entries() == [KEY.fingerprint()]
+
+
+def test_a_damaged_entry_is_a_miss_and_is_removed(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    path = cache.put(KEY, lambda p: p.write_bytes(b"\x01" * 4096))
+    path.write_bytes(b"\x00" * 4096)  # zero-filled after a power cut
+    assert cache.get(KEY) is None and cache.entries() == []
