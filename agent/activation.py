@@ -33,6 +33,7 @@ from jetfleet.common.fleet import DeploymentRecord, DeploymentState, ModelSlot, 
 
 log = logging.getLogger(__name__)
 
+PRUNE_GRACE_S = 3600.0  # an upload waits this long for its deployment before it counts as unused
 # progress(step, message, fraction 0-1 or negative = unknown)
 StepProgress = Callable[[Step, str, float], None]
 
@@ -299,6 +300,7 @@ class ModelManager:
             return self._fail(rec, Step.ACTIVATE, exc)
         if old is not None:
             _close(old)  # after the commit point: a failure here is logged, never a rollback
+        self.prune()
         tracker(Step.ACTIVATE, f"{rec.spec.ref} is active", 1.0)
         return Outcome(done)
 
@@ -342,6 +344,27 @@ class ModelManager:
         except BuildError:
             self.cache.remove(key.fingerprint())  # unusable (e.g. a truncated file): rebuild next time
             raise
+
+    def prune(self, grace_s: float = PRUNE_GRACE_S) -> tuple[int, int]:
+        """Delete blobs and engines no active or rollback slot needs: (blobs, engines) removed.
+
+        Anything touched within ``grace_s`` stays: an artifact uploaded for the
+        next deployment is unreferenced until that deployment runs. Failures
+        are logged: pruning must never fail an activation.
+        """
+        with self._lock:
+            slots = [*self.state.active.values(), *(s for stack in self.state.previous.values() for s in stack)]
+        keep_blobs = {r.sha256 for s in slots for r in (s.spec.onnx, s.spec.test_set) if r is not None}
+        keep_engines = {s.engine_fingerprint for s in slots}
+        try:
+            blobs = self.store.prune(keep_blobs, grace_s)
+            engines = self.cache.prune(keep_engines, grace_s)
+        except OSError as exc:
+            log.warning("pruning unused artifacts failed: %s", exc)
+            return 0, 0
+        if blobs or engines:
+            log.info("pruned %d unused artifact(s) and %d engine(s)", blobs, engines)
+        return blobs, engines
 
     def engine_key(self, spec: ModelSpec) -> EngineKey:
         return EngineKey(

@@ -192,13 +192,26 @@ class ArtifactStore:
     def remove(self, ref: ArtifactRef) -> None:
         (self.blobs / ref.sha256).unlink(missing_ok=True)
 
+    def prune(self, keep: set[str], grace_s: float) -> int:
+        """Remove blobs not in ``keep`` and untouched for ``grace_s``, and stale partial uploads."""
+        cutoff, removed = time.time() - grace_s, 0
+        for p in list(self.blobs.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                if p.name not in keep and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+        return removed + self.clean_staging(grace_s)
+
     def clean_staging(self, older_than_s: float) -> int:
         """Drop partial uploads nobody resumed for ``older_than_s``; returns how many."""
         cutoff, removed = time.time() - older_than_s, 0
-        for p in self.staging.iterdir():
-            if p.stat().st_mtime < cutoff:
-                p.unlink(missing_ok=True)
-                removed += 1
+        with self._lock:
+            busy = {f"{sha}.part" for sha in self._busy}
+        for p in list(self.staging.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                if p.name not in busy and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
         return removed
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -94,6 +95,16 @@ class EngineCache:
 
     def remove(self, fingerprint: str) -> None:
         shutil.rmtree(self.root / fingerprint, ignore_errors=True)
+
+    def prune(self, keep: set[str], grace_s: float) -> int:
+        """Remove entries whose fingerprint is not in ``keep`` and that are older than ``grace_s``."""
+        cutoff, removed = time.time() - grace_s, 0
+        for name in self.entries():
+            entry = self.root / name
+            if name not in keep and entry.stat().st_mtime < cutoff:
+                self.remove(name)
+                removed += 1
+        return removed
 
     def clean(self) -> int:
         """Remove leftovers of builds that were killed; returns how many."""

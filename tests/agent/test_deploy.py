@@ -191,3 +191,20 @@ def test_requests_out_of_range_are_refused(start_agent: StartAgent, digits_model
         ra.client.run_job(test_set=d.spec.test_set, batch_size=5000)
     with pytest.raises(Exception, match="smoke margin"):
         ra.client.deploy(replace(d.spec, version=2), smoke_margin=float("nan"))
+
+
+def test_unused_artifacts_and_engines_are_pruned(start_agent: StartAgent, digits_model: DigitsModel, tmp_path) -> None:
+    ra = start_agent()
+    fp32, int8, fp16 = digits_model.fp32, digits_model.int8, digits_model.fp16
+    stray = tmp_path / "stray.bin"
+    stray.write_bytes(b"an upload whose deployment never came")
+    stray_ref = ra.client.upload(stray).artifact
+    for d in (fp32, int8):
+        assert ra.client.push(d.spec, d.files).ok
+    assert ra.agent.store.has(stray_ref)  # within the grace period: it may still be deployed
+    assert ra.client.push(fp16.spec, fp16.files).ok
+    assert ra.agent.manager.prune(grace_s=0) == (1, 0)  # only the stray: fp32 and int8 are rollback targets
+    assert not ra.agent.store.has(stray_ref)
+    for d in (fp32, int8, fp16):
+        assert ra.agent.store.has(d.spec.onnx) and ra.agent.store.has(d.spec.test_set)
+    assert len(ra.agent.manager.cache.entries()) == 3
