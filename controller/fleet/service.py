@@ -1,11 +1,13 @@
-"""The controller's gRPC service for agents: thin handlers over the inventory."""
+"""The controller's gRPC service for agents: thin handlers over the fleet store."""
 
 from __future__ import annotations
+
+import time
 
 import grpc
 
 from jetfleet.common.errors import JetfleetError
-from jetfleet.controller.fleet.inventory import DeviceRecord, Inventory
+from jetfleet.controller.fleet.store import DeviceRecord, FleetStore
 from jetfleet.proto import convert
 from jetfleet.proto.v1 import controller_pb2 as cpb
 from jetfleet.proto.v1 import controller_pb2_grpc
@@ -24,8 +26,8 @@ def _tags(items: list[str]) -> dict[str, str]:
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
-    def __init__(self, inventory: Inventory, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
-        self.inventory = inventory
+    def __init__(self, store: FleetStore, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        self.store = store
         self.heartbeat_interval_s = heartbeat_interval_s
 
     def Register(self, request: cpb.RegisterRequest, context: grpc.ServicerContext) -> cpb.RegisterResponse:
@@ -42,19 +44,20 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
             )
         except JetfleetError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self.inventory.register(rec)
+        self.store.register(rec, time.time())
         return cpb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s)
 
     def Heartbeat(self, request: cpb.HeartbeatRequest, context: grpc.ServicerContext) -> cpb.HeartbeatResponse:
-        known = self.inventory.heartbeat(
+        known = self.store.heartbeat(
             request.name,
             convert.telemetry_from_pb(request.telemetry),
             tuple(convert.slot_from_pb(s) for s in request.active),
+            time.time(),
         )
         return cpb.HeartbeatResponse(reregister=not known)
 
     def ReportDeployment(self, request: cpb.DeploymentReport, context: grpc.ServicerContext) -> cpb.Ack:
-        return cpb.Ack(duplicate=not self.inventory.add_deployment(convert.record_from_pb(request.record)))
+        return cpb.Ack(duplicate=not self.store.add_deployment(convert.record_from_pb(request.record), time.time()))
 
     def ReportJobResult(self, request: cpb.JobResultReport, context: grpc.ServicerContext) -> cpb.Ack:
-        return cpb.Ack(duplicate=not self.inventory.add_job(convert.job_result_from_pb(request.result)))
+        return cpb.Ack(duplicate=not self.store.add_job(convert.job_result_from_pb(request.result), time.time()))

@@ -6,13 +6,15 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from agents import DigitsModel, StartAgent
 
 from jetfleet.agent.reporter import Backoff
-from jetfleet.controller.fleet.inventory import Inventory
 from jetfleet.controller.fleet.service import ControllerServicer
+from jetfleet.controller.fleet.store import FleetStore
+from jetfleet.controller.registry.db import make_engine, migrate
 from jetfleet.proto.rpc import make_server
 from jetfleet.proto.v1 import controller_pb2_grpc
 
@@ -23,13 +25,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _controller(port: int) -> tuple[grpc.Server, Inventory]:
-    inventory = Inventory()
+def _controller(port: int, db: Path) -> tuple[grpc.Server, FleetStore]:
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    store = FleetStore(engine)
     server = make_server()
-    controller_pb2_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(inventory, 0.2), server)
+    controller_pb2_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(store, 0.2), server)
     assert server.add_insecure_port(f"127.0.0.1:{port}") == port
     server.start()
-    return server, inventory
+    return server, store
 
 
 def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -49,7 +53,7 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
 
 
 def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
-    start_agent: StartAgent, digits_model: DigitsModel
+    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path
 ) -> None:
     port = _free_port()
     ra = start_agent(controller=f"127.0.0.1:{port}", tags={"board": "orin", "site": "lab"})
@@ -59,26 +63,30 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
     offline = ra.client.run_job(test_set=d.spec.test_set, job_id="job-offline")
     assert not ra.agent.reporter.connected and ra.agent.reporter.pending == 2
 
-    server, inventory = _controller(port)
+    def known(store: FleetStore) -> bool:
+        return any(dev.name == "jetson-01" for dev in store.devices())
+
+    server, store = _controller(port, tmp_path / "controller.db")
     try:
-        _until(lambda: "jetson-01" in inventory.devices and len(inventory.jobs) == 1)
-        dev = inventory.devices["jetson-01"]
+        _until(lambda: known(store) and len(store.jobs()) == 1)
+        dev = store.device("jetson-01")
         assert dev.address == ra.address and dev.tags == {"board": "orin", "site": "lab"}
         assert dev.device.device_class == ra.agent.device.device_class
         assert [s.spec for s in dev.active] == [d.spec]
-        assert inventory.jobs["jetson-01/job-offline"].top1 == offline.top1
-        assert [r.state.name for r in inventory.deployments.values()] == ["ACTIVE"]
-        _until(lambda: inventory.devices["jetson-01"].heartbeats >= 3)
-        assert inventory.devices["jetson-01"].telemetry is not None
+        (job,) = store.jobs("job-offline")
+        assert job.top1 == offline.top1 and job.latency == offline.latency
+        assert [r.state.name for r in store.deployments()] == ["ACTIVE"]
+        _until(lambda: store.device("jetson-01").heartbeats >= 3)
+        assert store.device("jetson-01").telemetry is not None
     finally:
         server.stop(0).wait()
 
-    # The controller restarts with an empty inventory: the agent is told to register again and does.
+    # The controller comes back with an empty database: the agent is told to register again and does.
     ra.client.run_job(test_set=d.spec.test_set, job_id="job-during-outage")
-    server, inventory = _controller(port)
+    server, store = _controller(port, tmp_path / "fresh.db")
     try:
-        _until(lambda: "jetson-01" in inventory.devices and "jetson-01/job-during-outage" in inventory.jobs)
+        _until(lambda: known(store) and len(store.jobs("job-during-outage")) == 1)
         assert ra.agent.reporter.pending == 0 and ra.agent.reporter.connected
-        assert "jetson-01/job-offline" not in inventory.jobs  # delivered before; not sent twice
+        assert not store.jobs("job-offline")  # delivered before; not sent twice
     finally:
         server.stop(0).wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from jetfleet.controller.fleet import schema as _fleet_schema  # noqa: F401 - registers the fleet tables
 from jetfleet.controller.registry.schema import Base
 
 connection = context.config.attributes["connection"]
