@@ -285,11 +285,13 @@ def evaluate(
 
 
 def _attach_subcommands() -> None:
+    from jetfleet.controller.fleet.cli import attach
     from jetfleet.controller.registry.cli import models
     from jetfleet.controller.viz.cli import viz
 
     cli.add_command(viz)
     cli.add_command(models)
+    attach(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

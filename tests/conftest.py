@@ -45,3 +45,7 @@ def cli(tmp_path: Path):
         return run_cli(*args, cwd=tmp_path, **kw)  # type: ignore[arg-type]
 
     return _run
+
+
+# Agents on loopback and a digits model to deploy to them (tests/agents.py), for the agent and fleet suites.
+from agents import digits_model, start_agent  # noqa: E402, F401

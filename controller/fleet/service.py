@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -26,9 +27,15 @@ def _tags(items: list[str]) -> dict[str, str]:
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
-    def __init__(self, store: FleetStore, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        store: FleetStore,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.on_change = on_change  # wakes the reconcile loop: an agent registers when it starts or its link returns
 
     def Register(self, request: cpb.RegisterRequest, context: grpc.ServicerContext) -> cpb.RegisterResponse:
         if not request.name or not request.address:
@@ -45,6 +52,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
         except JetfleetError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self.store.register(rec, time.time())
+        self.on_change()
         return cpb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s)
 
     def Heartbeat(self, request: cpb.HeartbeatRequest, context: grpc.ServicerContext) -> cpb.HeartbeatResponse:

@@ -18,7 +18,7 @@ def test_committed_stubs_match_a_fresh_generation() -> None:
 
 def test_every_proto_has_its_generated_modules_and_stubs() -> None:
     sources = sorted(p.stem for p in (REPO / "proto" / "v1").glob("*.proto"))
-    assert sources == ["agent", "common", "controller"]
+    assert sources == ["admin", "agent", "common", "controller"]
     for stem in sources:
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
             assert (REPO / "proto" / "v1" / f"{stem}{suffix}").is_file()

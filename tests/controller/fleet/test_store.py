@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fixtures import pg_url_or_skip
-from sqlalchemy import text
 
 from jetfleet.common.device import DeviceInfo, TelemetrySample
 from jetfleet.common.errors import JetfleetError
@@ -26,10 +25,7 @@ SPEC = ModelSpec(
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite" else pg_url_or_skip()
-    engine = make_engine(url)
-    if request.param == "postgresql":
-        with engine.begin() as conn:  # a clean schema per test on the shared server
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine = make_engine(url)  # pg_url_or_skip empties the shared test database first
     migrate(engine)
     yield FleetStore(engine)
     engine.dispose()

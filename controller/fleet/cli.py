@@ -1,0 +1,272 @@
+"""Fleet commands: `jetfleet controller serve`, `devices ...`, `deploy`, `status`.
+
+Every command except ``controller serve`` is a thin client of the controller
+daemon's admin service (``--controller``, ``$JETFLEET_CONTROLLER``, default
+127.0.0.1:50050): the daemon owns the fleet, the CLI only asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import click
+import grpc
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from jetfleet.common.errors import JetfleetError
+from jetfleet.proto.rpc import QUICK_S, make_channel
+from jetfleet.proto.v1 import admin_pb2 as adm
+from jetfleet.proto.v1 import admin_pb2_grpc
+
+DEFAULT_CONTROLLER = "127.0.0.1:50050"
+controller_option = click.option(
+    "--controller",
+    "address",
+    default=lambda: os.environ.get("JETFLEET_CONTROLLER", DEFAULT_CONTROLLER),
+    show_default="$JETFLEET_CONTROLLER or 127.0.0.1:50050",
+    help="Address of the controller daemon.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _stub(address: str) -> admin_pb2_grpc.AdminServiceStub:
+    return admin_pb2_grpc.AdminServiceStub(make_channel(address))
+
+
+def _call(address: str, fn: Any) -> Any:
+    """Run an admin call; turn "nobody there" and refusals into one clear line."""
+    try:
+        return fn(_stub(address))
+    except grpc.RpcError as exc:
+        if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise JetfleetError(
+                f"cannot reach the controller at {address}", "start it with `jetfleet controller serve`"
+            ) from None
+        raise JetfleetError(exc.details() or exc.code().name) from None
+
+
+def _dict(msg: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def _ago(ts: float) -> str:
+    secs = max(0.0, time.time() - ts)
+    return f"{secs:.0f} s ago" if secs < 120 else f"{secs / 60:.0f} min ago"
+
+
+def _serving(view: adm.DeviceView) -> str:
+    return ", ".join(f"{s.spec.model}:{s.spec.version}/{s.spec.precision}" for s in view.active) or "-"
+
+
+# ---------------------------------------------------------------------------------- controller serve
+@click.group("controller")
+def controller_group() -> None:
+    """The controller daemon."""
+
+
+@controller_group.command("serve")
+@click.option("--listen", default="0.0.0.0:50050", show_default=True, help="host:port for agents and the CLI.")
+@click.option("--db", default=None, help="Database URL (default: the embedded SQLite registry).")
+@click.option("--fanout", default=32, show_default=True, help="Devices pushed to at once.")
+@click.option("--offline-after", default=90.0, show_default=True, help="Seconds without heartbeats before offline.")
+@click.option("--heartbeat-interval", default=10.0, show_default=True, help="Seconds between agent heartbeats.")
+def serve_cmd(listen: str, db: str | None, fanout: int, offline_after: float, heartbeat_interval: float) -> None:
+    """Serve agents and the CLI; reconcile the fleet until SIGTERM/SIGINT."""
+    import logging
+
+    from jetfleet.controller.fleet.daemon import Controller, ControllerSettings
+    from jetfleet.controller.registry.store import Registry
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ControllerSettings(
+        listen=listen,
+        fanout=fanout,
+        heartbeat_interval_s=heartbeat_interval,
+        offline_after_s=offline_after,
+        stale_after_s=min(30.0, offline_after / 3),
+    )
+    controller = Controller(Registry.open(db), settings)
+    port = controller.start()
+    click.echo(f"jetfleet controller listening on port {port}", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    click.echo("stopping the controller", err=True)
+    controller.stop()
+
+
+# ---------------------------------------------------------------------------------- devices
+@click.group("devices")
+def devices_group() -> None:
+    """The fleet's devices, as the controller knows them."""
+
+
+@devices_group.command("list")
+@click.option("--devices", "selector", default="all", show_default=True, help="all, name1,name2 or tag=key=value")
+@controller_option
+@json_option
+def devices_list(selector: str, address: str, as_json: bool) -> None:
+    """Every registered device: liveness, board, what it serves."""
+    reply = _call(address, lambda s: s.ListDevices(adm.ListDevicesRequest(selector=selector), timeout=QUICK_S))
+    if as_json:
+        click.echo(json.dumps([_dict(d) for d in reply.devices], indent=2))
+        return
+    table = Table("device", "state", "board", "backend", "serving", "tags", "last seen")
+    colors = {"online": "green", "stale": "yellow", "offline": "red"}
+    for d in reply.devices:
+        table.add_row(
+            d.name,
+            f"[{colors.get(d.liveness, 'white')}]{d.liveness}[/]",
+            d.device.board,
+            ",".join(d.backends[:1]) or "-",
+            _serving(d),
+            " ".join(f"{k}={v}" for k, v in sorted(d.tags.items())),
+            _ago(d.last_seen),
+        )
+    Console().print(table)
+
+
+@devices_group.command("show")
+@click.argument("name")
+@controller_option
+@json_option
+def devices_show(name: str, address: str, as_json: bool) -> None:
+    """Everything the controller knows about one device."""
+    reply = _call(address, lambda s: s.ListDevices(adm.ListDevicesRequest(selector=name), timeout=QUICK_S))
+    (view,) = reply.devices
+    data = _dict(view)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{view.name}[/] ({view.liveness}, {view.address}), last seen {_ago(view.last_seen)}")
+    for key, value in sorted(data.get("device", {}).items()):
+        console.print(f"  {key}: {value}")
+    console.print(f"  serving: {_serving(view)}")
+    console.print(f"  tags: {' '.join(f'{k}={v}' for k, v in sorted(view.tags.items())) or '-'}")
+
+
+@devices_group.command("tag")
+@click.argument("name")
+@click.argument("tags", nargs=-1, required=True)
+@controller_option
+@json_option
+def devices_tag(name: str, tags: tuple[str, ...], address: str, as_json: bool) -> None:
+    """Set tags (key=value) or remove them (key-) on a device."""
+    add, remove = {}, []
+    for item in tags:
+        if item.endswith("-") and "=" not in item:
+            remove.append(item[:-1])
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise JetfleetError(f"tag {item!r} is neither key=value nor key- (to remove)")
+        add[key] = value
+    view = _call(
+        address, lambda s: s.TagDevice(adm.TagDeviceRequest(name=name, add=add, remove=remove), timeout=QUICK_S)
+    )
+    click.echo(
+        json.dumps(_dict(view)["tags"])
+        if as_json
+        else f"{name}: {' '.join(f'{k}={v}' for k, v in sorted(view.tags.items()))}"
+    )
+
+
+@devices_group.command("remove")
+@click.argument("name")
+@controller_option
+def devices_remove(name: str, address: str) -> None:
+    """Forget a device (it registers again if its agent still runs)."""
+    _call(address, lambda s: s.RemoveDevice(adm.RemoveDeviceRequest(name=name), timeout=QUICK_S))
+    click.echo(f"removed {name}")
+
+
+# ---------------------------------------------------------------------------------- deploy / status
+@click.command("deploy")
+@click.option("--model", required=True, help="Registry reference: name, name:version or name@alias.")
+@click.option("--devices", "selector", default="all", show_default=True, help="all, name1,name2 or tag=key=value")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow progress until every device is done.")
+@click.option("--timeout", default=0.0, help="With --wait: stop watching after this many seconds (0 = no limit).")
+@controller_option
+@json_option
+def deploy_cmd(
+    model: str, selector: str, precision: str, wait: bool, timeout: float, address: str, as_json: bool
+) -> None:
+    """Make the selected devices serve MODEL; offline devices converge when they return."""
+    request = adm.FleetDeployRequest(model=model, precision=precision, selector=selector, wait=wait, timeout_s=timeout)
+    outcomes: dict[str, adm.FleetDeployEvent] = {}
+    console = Console(stderr=as_json)
+
+    def follow(stub: admin_pb2_grpc.AdminServiceStub) -> None:
+        for ev in stub.Deploy(request):
+            if ev.phase == "planned":
+                cached = " (engine cached)" if ev.engine_cached else ""
+                console.print(f"{ev.device}: planned {ev.message}{cached}")
+            elif ev.phase == "step":
+                console.print(f"{ev.device}: {ev.message}", style="dim")
+            elif ev.phase in ("active", "failed", "blocked", "offline", "timeout"):
+                outcomes[ev.device] = ev
+                console.print(f"{ev.device}: [bold]{ev.phase}[/] {ev.message}")
+            elif ev.phase == "uploading":
+                console.print(f"{ev.device}: {ev.message}", style="dim")
+
+    _call(address, follow)
+    _outcome_table(outcomes, as_json, wait)
+    if any(ev.phase in ("failed", "blocked", "timeout") for ev in outcomes.values()):
+        raise SystemExit(1)
+
+
+def _outcome_table(outcomes: dict[str, adm.FleetDeployEvent], as_json: bool, wait: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps({k: {"phase": v.phase, "message": v.message} for k, v in sorted(outcomes.items())}, indent=2)
+        )
+        return
+    if not wait:
+        click.echo("accepted: the controller deploys in the background (`jetfleet status` shows progress)")
+        return
+    table = Table("device", "outcome", "detail")
+    colors = {"active": "green", "offline": "yellow"}
+    for name, ev in sorted(outcomes.items()):
+        table.add_row(name, f"[{colors.get(ev.phase, 'red')}]{ev.phase}[/]", ev.message)
+    Console().print(table)
+
+
+@click.command("status")
+@controller_option
+@json_option
+def status_cmd(address: str, as_json: bool) -> None:
+    """Fleet overview: devices, what they serve, what they should serve, recent deployments."""
+    status = _call(address, lambda s: s.Status(adm.FleetStatusRequest(), timeout=QUICK_S))
+    if as_json:
+        click.echo(json.dumps(_dict(status), indent=2))
+        return
+    console = Console()
+    online = sum(d.liveness == "online" for d in status.devices)
+    console.print(f"[bold]{len(status.devices)} device(s)[/], {online} online")
+    table = Table("device", "state", "serving", "desired", "decision")
+    desired = {d.device: d for d in status.desired}
+    for d in status.devices:
+        want = desired.get(d.name)
+        table.add_row(
+            d.name,
+            d.liveness,
+            _serving(d),
+            f"{want.spec.model}:{want.spec.version}/{want.spec.precision}" if want else "-",
+            f"{want.decision} {want.reason}".strip() if want else "-",
+        )
+    console.print(table)
+
+
+def attach(cli: click.Group) -> None:
+    for command in (controller_group, devices_group, deploy_cmd, status_cmd):
+        cli.add_command(command)

@@ -1,0 +1,146 @@
+from jetfleet.proto.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeviceView(_message.Message):
+    __slots__ = ("name", "address", "device", "tags", "backends", "active", "liveness", "last_seen", "heartbeats", "telemetry", "registered_at")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    LIVENESS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    device: _common_pb2.DeviceInfo
+    tags: _containers.ScalarMap[str, str]
+    backends: _containers.RepeatedScalarFieldContainer[str]
+    active: _containers.RepeatedCompositeFieldContainer[_common_pb2.ModelSlot]
+    liveness: str
+    last_seen: float
+    heartbeats: int
+    telemetry: _common_pb2.TelemetrySample
+    registered_at: float
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., device: _Optional[_Union[_common_pb2.DeviceInfo, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., backends: _Optional[_Iterable[str]] = ..., active: _Optional[_Iterable[_Union[_common_pb2.ModelSlot, _Mapping]]] = ..., liveness: _Optional[str] = ..., last_seen: _Optional[float] = ..., heartbeats: _Optional[int] = ..., telemetry: _Optional[_Union[_common_pb2.TelemetrySample, _Mapping]] = ..., registered_at: _Optional[float] = ...) -> None: ...
+
+class ListDevicesRequest(_message.Message):
+    __slots__ = ("selector",)
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    selector: str
+    def __init__(self, selector: _Optional[str] = ...) -> None: ...
+
+class DeviceList(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceView]
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceView, _Mapping]]] = ...) -> None: ...
+
+class TagDeviceRequest(_message.Message):
+    __slots__ = ("name", "add", "remove")
+    class AddEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    add: _containers.ScalarMap[str, str]
+    remove: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., add: _Optional[_Mapping[str, str]] = ..., remove: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveDeviceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveDeviceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FleetDeployRequest(_message.Message):
+    __slots__ = ("model", "precision", "selector", "wait", "timeout_s", "rollout_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    precision: str
+    selector: str
+    wait: bool
+    timeout_s: float
+    rollout_id: str
+    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., selector: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+
+class FleetDeployEvent(_message.Message):
+    __slots__ = ("rollout_id", "device", "phase", "message", "step", "fraction", "record", "spec", "engine_cached")
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_CACHED_FIELD_NUMBER: _ClassVar[int]
+    rollout_id: str
+    device: str
+    phase: str
+    message: str
+    step: _common_pb2.Step
+    fraction: float
+    record: _common_pb2.DeploymentRecord
+    spec: _common_pb2.ModelSpec
+    engine_cached: bool
+    def __init__(self, rollout_id: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., step: _Optional[_Union[_common_pb2.Step, str]] = ..., fraction: _Optional[float] = ..., record: _Optional[_Union[_common_pb2.DeploymentRecord, _Mapping]] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., engine_cached: _Optional[bool] = ...) -> None: ...
+
+class FleetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DesiredView(_message.Message):
+    __slots__ = ("device", "spec", "rollout_id", "decision", "reason")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    spec: _common_pb2.ModelSpec
+    rollout_id: str
+    decision: str
+    reason: str
+    def __init__(self, device: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., rollout_id: _Optional[str] = ..., decision: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class FleetStatus(_message.Message):
+    __slots__ = ("devices", "desired", "recent")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceView]
+    desired: _containers.RepeatedCompositeFieldContainer[DesiredView]
+    recent: _containers.RepeatedCompositeFieldContainer[_common_pb2.DeploymentRecord]
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceView, _Mapping]]] = ..., desired: _Optional[_Iterable[_Union[DesiredView, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[_common_pb2.DeploymentRecord, _Mapping]]] = ...) -> None: ...

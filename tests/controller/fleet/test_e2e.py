@@ -1,0 +1,147 @@
+"""A real controller process and real agent processes on loopback: deploy, an offline device, convergence."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from agents import DigitsModel
+
+BIN = Path(sys.executable).parent
+
+
+class Proc:
+    """A jetfleet daemon in its own process, stopped with SIGTERM (SIGKILL if it hangs)."""
+
+    def __init__(self, args: list[str], ready: str) -> None:
+        self.p = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        deadline, line = time.monotonic() + 60, ""
+        while ready not in line:
+            assert time.monotonic() < deadline and self.p.poll() is None, f"{args[0]} did not start: {line}"
+            line = self.p.stderr.readline()  # type: ignore[union-attr]
+        self.port = int(re.search(r"port (\d+)", line).group(1))  # type: ignore[union-attr]
+        self.p.stderr.close()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def _until(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def fleet(digits_model: DigitsModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(digits_model.root / "registry.db", home / "registry.db")
+    shutil.copytree(digits_model.root / "blobs", home / "blobs")
+    monkeypatch.setenv("JETFLEET_HOME", str(home))  # the controller opens the registry there
+    controller = Proc(
+        [str(BIN / "jetfleet"), "controller", "serve", "--listen", "127.0.0.1:0", "--offline-after", "3",
+         "--heartbeat-interval", "0.3"],
+        "listening on port",
+    )  # fmt: skip
+    procs: dict[str, Proc] = {}
+
+    def start_agent(name: str) -> Proc:
+        procs[name] = Proc(
+            [str(BIN / "jetfleet-agent"), "serve", "--name", name, "--listen", "127.0.0.1:0",
+             "--controller", f"127.0.0.1:{controller.port}", "--data-dir", str(tmp_path / name),
+             "--backend", "onnxruntime", "--job-threads", "1", "--tag", f"n={name[-1]}"],
+            "listening on port",
+        )  # fmt: skip
+        return procs[name]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "jetfleet"), *args, "--controller", f"127.0.0.1:{controller.port}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    yield {"cli": cli, "start_agent": start_agent, "procs": procs, "controller": controller}
+    for p in procs.values():
+        p.stop()
+    controller.stop()
+
+
+def _devices(cli: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, dict]:
+    out = cli("devices", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    return {d["name"]: d for d in json.loads(out.stdout)}
+
+
+def _serving(device: dict) -> list[str]:
+    return [f"{s['spec']['model']}:{s['spec']['precision']}" for s in device.get("active", [])]
+
+
+@pytest.mark.slow
+def test_deploy_to_all_then_an_offline_device_converges_by_itself(fleet: dict) -> None:
+    cli = fleet["cli"]
+    for name in ("jetson-01", "jetson-02"):
+        fleet["start_agent"](name)
+    _until(lambda: {d["liveness"] for d in _devices(cli).values()} == {"online"} and len(_devices(cli)) == 2)
+
+    first = cli("deploy", "--model", "basic_cnn", "--devices", "all", "--precision", "int8", "--json")
+    assert first.returncode == 0, first.stderr
+    assert {k: v["phase"] for k, v in json.loads(first.stdout).items()} == {
+        "jetson-01": "active",
+        "jetson-02": "active",
+    }
+    assert all(_serving(d) == ["basic_cnn:int8"] for d in _devices(cli).values())
+
+    fleet["procs"]["jetson-02"].stop()
+    _until(lambda: _devices(cli)["jetson-02"]["liveness"] == "offline", what="jetson-02 offline")
+    second = cli("deploy", "--model", "basic_cnn", "--devices", "all", "--precision", "fp32", "--json")
+    assert second.returncode == 0, second.stderr
+    outcome = json.loads(second.stdout)
+    assert outcome["jetson-01"]["phase"] == "active"
+    assert outcome["jetson-02"]["phase"] == "offline" and "converge" in outcome["jetson-02"]["message"]
+
+    fleet["start_agent"]("jetson-02")  # no new command: the reconcile loop brings it to fp32
+    _until(lambda: _serving(_devices(cli)["jetson-02"]) == ["basic_cnn:fp32"], what="jetson-02 converging")
+    status = json.loads(cli("status", "--json").stdout)
+    assert {d["decision"] for d in status["desired"]} == {"converged"}
+    assert {r["agent"] for r in status["recent"] if r["state"] == "DEPLOYMENT_STATE_ACTIVE"} == {
+        "jetson-01",
+        "jetson-02",
+    }
+
+
+@pytest.mark.slow
+def test_bad_fleet_requests_are_clear(fleet: dict) -> None:
+    cli = fleet["cli"]
+    fleet["start_agent"]("jetson-01")
+    _until(lambda: "jetson-01" in _devices(cli))
+    unknown = cli("deploy", "--model", "resnet999", "--devices", "all")
+    assert unknown.returncode == 1 and "resnet999" in unknown.stderr
+    nobody = cli("deploy", "--model", "basic_cnn", "--devices", "tag=n=7")
+    assert nobody.returncode == 1 and "matches no device" in nobody.stderr
+    ghost = cli("deploy", "--model", "basic_cnn", "--devices", "jetson-01,jetson-99")
+    assert ghost.returncode == 1 and "jetson-99" in ghost.stderr
+    tagged = cli("devices", "tag", "jetson-01", "site=lab")
+    assert tagged.returncode == 0 and "site=lab" in tagged.stdout
+    assert _devices(cli)["jetson-01"]["tags"] == {"n": "1", "site": "lab"}
+    down = subprocess.run(
+        [str(BIN / "jetfleet"), "devices", "list", "--controller", "127.0.0.1:1"], capture_output=True, text=True
+    )
+    assert down.returncode == 1 and "jetfleet controller serve" in down.stderr
