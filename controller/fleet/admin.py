@@ -6,6 +6,7 @@ import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -102,6 +103,36 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if request.wait:
             yield from self.controller.watch(rollout, [d.name for d in targets], request.timeout_s)
         yield adm.FleetDeployEvent(rollout_id=rollout, phase="done")
+
+    def Rollback(
+        self, request: adm.FleetRollbackRequest, context: grpc.ServicerContext
+    ) -> Iterator[adm.FleetDeployEvent]:
+        try:
+            targets = select_devices(request.selector, self.store.devices())
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rollout = "rb-" + uuid.uuid4().hex[:10]
+        futures = [self.controller.pool.submit(self.controller.rollback, d, request.model, rollout) for d in targets]
+        for future in as_completed(futures):
+            yield future.result()
+        yield adm.FleetDeployEvent(rollout_id=rollout, phase="done")
+
+    def RunJobs(self, request: adm.FleetJobRequest, context: grpc.ServicerContext) -> Iterator[adm.FleetJobEvent]:
+        try:
+            targets = select_devices(request.selector, self.store.devices())
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        job_id = request.job_id or "job-" + uuid.uuid4().hex[:10]
+        for d in targets:
+            yield adm.FleetJobEvent(job_id=job_id, device=d.name, phase="started")
+        futures = [self.controller.pool.submit(self.controller.run_job, d, request, job_id) for d in targets]
+        for future in as_completed(futures):
+            yield future.result()
+
+    @_handled
+    def ListJobs(self, request: adm.ListJobsRequest, context: grpc.ServicerContext) -> adm.JobList:
+        results = self.store.jobs(request.job_id or None, limit=request.limit or 50)
+        return adm.JobList(results=[convert.job_result_to_pb(r) for r in results])
 
     @_handled
     def Status(self, request: adm.FleetStatusRequest, context: grpc.ServicerContext) -> adm.FleetStatus:

@@ -267,6 +267,123 @@ def status_cmd(address: str, as_json: bool) -> None:
     console.print(table)
 
 
+@click.command("rollback")
+@click.option("--model", required=True, help="Model name.")
+@click.option("--devices", "selector", default="all", show_default=True, help="all, name1,name2 or tag=key=value")
+@controller_option
+@json_option
+def rollback_cmd(model: str, selector: str, address: str, as_json: bool) -> None:
+    """Return the selected devices to the version of MODEL they served before."""
+    request = adm.FleetRollbackRequest(model=model, selector=selector)
+    outcomes: dict[str, adm.FleetDeployEvent] = {}
+
+    def follow(stub: admin_pb2_grpc.AdminServiceStub) -> None:
+        for ev in stub.Rollback(request):
+            if ev.device:
+                outcomes[ev.device] = ev
+
+    _call(address, follow)
+    _outcome_table(outcomes, as_json, wait=True)
+    if any(ev.phase != "active" for ev in outcomes.values()):
+        raise SystemExit(1)
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Classification jobs on devices; results are kept in the controller's database."""
+
+
+DATASETS = ("test-set", "digits-test")  # the served version's own test set (digits-test: the demo's name for it)
+
+
+@jobs_group.command("run")
+@click.option("--model", required=True, help="Model name: each device runs the version it serves.")
+@click.option("--devices", "selector", default="all", show_default=True)
+@click.option("--dataset", type=click.Choice(DATASETS), default="test-set", show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--warmup", default=2, show_default=True)
+@click.option("--iterations", default=0, show_default=True, help="Timed batches (0 = one pass over the data).")
+@controller_option
+@json_option
+def jobs_run(
+    model: str, selector: str, dataset: str, batch_size: int, warmup: int, iterations: int, address: str, as_json: bool
+) -> None:
+    """Classify the model's test set on every selected device and report accuracy and latency."""
+    request = adm.FleetJobRequest(
+        model=model, selector=selector, batch_size=batch_size, warmup=warmup, iterations=iterations
+    )
+    results, failures = run_jobs(address, request)
+    if as_json:
+        click.echo(json.dumps({"results": [_dict(r) for r in results], "failures": failures}, indent=2))
+    else:
+        _jobs_table(results, failures)
+    if failures:
+        raise SystemExit(1)
+
+
+def run_jobs(address: str, request: adm.FleetJobRequest) -> tuple[list[Any], dict[str, str]]:
+    """Run a fleet job through the controller: (JobResult messages, {device: failure})."""
+    results, failures = [], {}
+
+    def follow(stub: admin_pb2_grpc.AdminServiceStub) -> None:
+        for ev in stub.RunJobs(request):
+            if ev.phase == "done":
+                results.append(ev.result)
+            elif ev.phase == "failed":
+                failures[ev.device] = ev.message
+
+    _call(address, follow)
+    return sorted(results, key=lambda r: r.agent), failures
+
+
+def _jobs_table(results: list[Any], failures: dict[str, str]) -> None:
+    table = Table("job", "device", "model", "items", "top-1", "top-5", "p50 ms", "p99 ms", "items/s")
+    for r in results:
+        spec = r.model.spec
+        table.add_row(
+            r.job_id,
+            r.agent,
+            f"{spec.model}:{spec.version}/{spec.precision}",
+            str(r.items),
+            f"{r.top1:.2%}" if r.HasField("top1") else "-",
+            f"{r.top5:.2%}" if r.HasField("top5") else "-",
+            f"{r.latency.median_ms:.2f}",
+            f"{r.latency.p99_ms:.2f}",
+            f"{r.throughput:.0f}",
+        )
+    for device, why in sorted(failures.items()):
+        table.add_row("-", device, "[red]failed[/]", why, "", "", "", "", "")
+    Console().print(table)
+
+
+@jobs_group.command("list")
+@click.option("--limit", default=20, show_default=True)
+@controller_option
+@json_option
+def jobs_list(limit: int, address: str, as_json: bool) -> None:
+    """The most recent job results, newest first."""
+    reply = _call(address, lambda s: s.ListJobs(adm.ListJobsRequest(limit=limit), timeout=QUICK_S))
+    if as_json:
+        click.echo(json.dumps([_dict(r) for r in reply.results], indent=2))
+    else:
+        _jobs_table(list(reply.results), {})
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@controller_option
+@json_option
+def jobs_show(job_id: str, address: str, as_json: bool) -> None:
+    """Every device's result of one job."""
+    reply = _call(address, lambda s: s.ListJobs(adm.ListJobsRequest(job_id=job_id, limit=1000), timeout=QUICK_S))
+    if not reply.results:
+        raise JetfleetError(f"no job {job_id!r}", "list them with `jetfleet jobs list`")
+    if as_json:
+        click.echo(json.dumps([_dict(r) for r in reply.results], indent=2))
+    else:
+        _jobs_table(sorted(reply.results, key=lambda r: r.agent), {})
+
+
 def attach(cli: click.Group) -> None:
-    for command in (controller_group, devices_group, deploy_cmd, status_cmd):
+    for command in (controller_group, devices_group, deploy_cmd, rollback_cmd, status_cmd, jobs_group):
         cli.add_command(command)

@@ -28,7 +28,7 @@ from jetfleet.common.fleet import ModelSpec
 from jetfleet.controller.fleet.agent_client import AgentCallError, AgentClient
 from jetfleet.controller.fleet.reconcile import Attempt, Decision, decide
 from jetfleet.controller.fleet.service import ControllerServicer
-from jetfleet.controller.fleet.store import FleetStore, Liveness
+from jetfleet.controller.fleet.store import DeviceRecord, FleetStore, Liveness
 from jetfleet.controller.registry.store import Registry
 from jetfleet.proto import convert
 from jetfleet.proto.rpc import add_health, make_server
@@ -194,6 +194,75 @@ class Controller:
             failures = 0 if code == "OK" else (last.failures + 1 if last and last.spec == spec else 1)
             self._attempts[key] = Attempt(spec, code, reason, time.time(), failures)
         self.wake()
+
+    # -- operations on devices (not desired-state) ------------------------------------
+    def rollback(self, device: DeviceRecord, model: str, rollout: str) -> adm.FleetDeployEvent:
+        """Roll one device back, then make its desired state the version it now serves."""
+        key = (device.name, model)
+        with self._lock:
+            if key in self._in_flight:
+                return adm.FleetDeployEvent(
+                    rollout_id=rollout, device=device.name, phase="failed", message="a deployment is in flight"
+                )
+            self._in_flight.add(key)  # the loop must not push the old desired version meanwhile
+        try:
+            with AgentClient(device.address, device.name) as client:
+                outcome = client.rollback(
+                    model, deployment_id=f"{rollout}-{device.name}", timeout=self.settings.agent_timeout_s
+                )
+            self.store.add_deployment(outcome.record, time.time())
+            if outcome.ok:
+                self.store.set_desired(device.name, outcome.record.spec, rollout, time.time())
+                with self._lock:
+                    self._attempts.pop(key, None)
+            phase = "active" if outcome.ok else "failed"
+            msg = f"back to {outcome.record.spec.ref}" if outcome.ok else outcome.details
+            return adm.FleetDeployEvent(
+                rollout_id=rollout,
+                device=device.name,
+                phase=phase,
+                message=msg,
+                record=convert.record_to_pb(outcome.record),
+            )
+        except AgentCallError as exc:
+            return adm.FleetDeployEvent(rollout_id=rollout, device=device.name, phase="failed", message=exc.details)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+
+    def run_job(self, device: DeviceRecord, request: adm.FleetJobRequest, job_id: str) -> adm.FleetJobEvent:
+        """One device's job on the test set of the version it serves; the result is stored."""
+        slot = device.serves(request.model)
+        if slot is None:
+            return adm.FleetJobEvent(
+                job_id=job_id,
+                device=device.name,
+                phase="failed",
+                message=f"{device.name} does not serve {request.model}",
+            )
+        if slot.spec.test_set is None:
+            return adm.FleetJobEvent(
+                job_id=job_id, device=device.name, phase="failed", message=f"{slot.spec.ref} has no test set"
+            )
+        try:
+            with AgentClient(device.address, device.name) as client:
+                client.upload(self.registry.blob_path(slot.spec.test_set.sha256), slot.spec.test_set)
+                result = client.run_job(
+                    model=request.model,
+                    test_set=slot.spec.test_set,
+                    batch_size=request.batch_size or 32,
+                    warmup=request.warmup,
+                    iterations=request.iterations,
+                    return_predictions=request.return_predictions,
+                    limit=request.limit,
+                    job_id=job_id,
+                )
+        except AgentCallError as exc:
+            return adm.FleetJobEvent(job_id=job_id, device=device.name, phase="failed", message=exc.details)
+        self.store.add_job(result, time.time())
+        return adm.FleetJobEvent(
+            job_id=job_id, device=device.name, phase="done", result=convert.job_result_to_pb(result)
+        )
 
     def engine_hint(self, device: object, spec: ModelSpec) -> bool:
         """Whether the device has served this artifact in this precision before (its engine is likely cached)."""

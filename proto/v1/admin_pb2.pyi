@@ -144,3 +144,63 @@ class FleetStatus(_message.Message):
     desired: _containers.RepeatedCompositeFieldContainer[DesiredView]
     recent: _containers.RepeatedCompositeFieldContainer[_common_pb2.DeploymentRecord]
     def __init__(self, devices: _Optional[_Iterable[_Union[DeviceView, _Mapping]]] = ..., desired: _Optional[_Iterable[_Union[DesiredView, _Mapping]]] = ..., recent: _Optional[_Iterable[_Union[_common_pb2.DeploymentRecord, _Mapping]]] = ...) -> None: ...
+
+class FleetRollbackRequest(_message.Message):
+    __slots__ = ("model", "selector")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    selector: str
+    def __init__(self, model: _Optional[str] = ..., selector: _Optional[str] = ...) -> None: ...
+
+class FleetJobRequest(_message.Message):
+    __slots__ = ("model", "selector", "job_id", "batch_size", "warmup", "iterations", "return_predictions", "limit")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    selector: str
+    job_id: str
+    batch_size: int
+    warmup: int
+    iterations: int
+    return_predictions: bool
+    limit: int
+    def __init__(self, model: _Optional[str] = ..., selector: _Optional[str] = ..., job_id: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., return_predictions: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class FleetJobEvent(_message.Message):
+    __slots__ = ("job_id", "device", "phase", "message", "done", "total", "result")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    device: str
+    phase: str
+    message: str
+    done: int
+    total: int
+    result: _common_pb2.JobResult
+    def __init__(self, job_id: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., result: _Optional[_Union[_common_pb2.JobResult, _Mapping]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("job_id", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class JobList(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[_common_pb2.JobResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[_common_pb2.JobResult, _Mapping]]] = ...) -> None: ...

@@ -59,6 +59,21 @@ class AdminServiceStub:
                 request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatusRequest.SerializeToString,
                 response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatus.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_stream(
+                '/jetfleet.v1.AdminService/Rollback',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetRollbackRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetDeployEvent.FromString,
+                _registered_method=True)
+        self.RunJobs = channel.unary_stream(
+                '/jetfleet.v1.AdminService/RunJobs',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobEvent.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/jetfleet.v1.AdminService/ListJobs',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -96,6 +111,28 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollback(self, request, context):
+        """Return the selected devices to the version they served before; their
+        desired state follows, so reconciliation does not undo it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunJobs(self, request, context):
+        """Run a classification job on each selected device (concurrently); results
+        are stored and streamed as they arrive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +160,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatusRequest.FromString,
                     response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatus.SerializeToString,
+            ),
+            'Rollback': grpc.unary_stream_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetRollbackRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetDeployEvent.SerializeToString,
+            ),
+            'RunJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunJobs,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobEvent.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +312,87 @@ class AdminService:
             '/jetfleet.v1.AdminService/Status',
             jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatusRequest.SerializeToString,
             jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jetfleet.v1.AdminService/Rollback',
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetRollbackRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetDeployEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jetfleet.v1.AdminService/RunJobs',
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.FleetJobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jetfleet.v1.AdminService/ListJobs',
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,7 +95,7 @@ def _serving(device: dict) -> list[str]:
 
 
 @pytest.mark.slow
-def test_deploy_to_all_then_an_offline_device_converges_by_itself(fleet: dict) -> None:
+def test_deploy_to_all_then_an_offline_device_converges_by_itself(fleet: dict, digits_model: DigitsModel) -> None:
     cli = fleet["cli"]
     for name in ("jetson-01", "jetson-02"):
         fleet["start_agent"](name)
