@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.controller.fleet.rollout import WaveResult, check_gate, plan_waves
 from jetfleet.controller.fleet.select import select_devices
 from jetfleet.controller.fleet.specs import deployable
 from jetfleet.controller.fleet.store import DeviceRecord
@@ -38,6 +39,22 @@ def _handled(method: Callable[..., T]) -> Callable[..., T]:
             raise
 
     return wrapper
+
+
+FINAL = ("active", "failed", "blocked", "offline", "timeout")
+
+
+def _wave_name(n: int, total: int, wave: list[str], canary: int) -> str:
+    kind = "canary" if n == 1 and canary else "wave"
+    return f"{kind} {n}/{total}: {', '.join(wave)}"
+
+
+def _smoke_accuracy(ev: adm.FleetDeployEvent | None, device: DeviceRecord | None, model: str) -> float | None:
+    """From the deployment record, or (already converged devices) the slot it serves."""
+    if ev is not None and ev.HasField("record") and ev.record.HasField("smoke_accuracy"):
+        return ev.record.smoke_accuracy
+    slot = device.serves(model) if device else None
+    return slot.smoke_accuracy if slot else None
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -83,26 +100,108 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         try:
             targets = select_devices(request.selector, self.store.devices())
             dep = deployable(self.controller.registry, request.model, request.precision or "fp32")
+            waves = plan_waves([d.name for d in targets], request.canary, request.wave_size)
         except JetfleetError as exc:
             code = grpc.StatusCode.NOT_FOUND if "no " in exc.message[:12] else grpc.StatusCode.INVALID_ARGUMENT
             context.abort(code, str(exc))
         rollout = request.rollout_id or uuid.uuid4().hex[:12]
-        now = time.time()
         for dev in targets:
-            self.store.set_desired(dev.name, dep.spec, rollout, now)
-            key = self.controller.engine_hint(dev, dep.spec)
-            yield adm.FleetDeployEvent(
-                rollout_id=rollout,
-                device=dev.name,
-                phase="planned",
-                spec=convert.spec_to_pb(dep.spec),
-                engine_cached=key,
-                message=f"{dep.spec.ref} on {dev.name}",
-            )
-        self.controller.wake()
-        if request.wait:
-            yield from self.controller.watch(rollout, [d.name for d in targets], request.timeout_s)
+            yield self._planned(rollout, dev, dep.spec)
+        staged = request.canary > 0 or request.wave_size > 0
+        if request.plan:
+            for n, wave in enumerate(waves, 1):
+                yield adm.FleetDeployEvent(
+                    rollout_id=rollout, phase="wave", message=_wave_name(n, len(waves), wave, request.canary)
+                )
+            yield adm.FleetDeployEvent(rollout_id=rollout, phase="done", message="plan only: nothing changed")
+            return
+        previous = {d.name: d.serves(dep.spec.model) for d in targets}
+        for n, wave in enumerate(waves, 1):
+            if staged:
+                yield adm.FleetDeployEvent(
+                    rollout_id=rollout, phase="wave", message=_wave_name(n, len(waves), wave, request.canary)
+                )
+            now = time.time()
+            for name in wave:
+                self.store.set_desired(name, dep.spec, rollout, now)
+            self.controller.wake()
+            if not (request.wait or staged):
+                continue
+            results = {}
+            for ev in self.controller.watch(rollout, wave, request.timeout_s):
+                yield ev
+                if ev.phase in FINAL:
+                    results[ev.device] = ev
+            if not staged:
+                continue
+            problems = self._gate(wave, results, request)
+            yield adm.FleetDeployEvent(rollout_id=rollout, phase="gate", message="; ".join(problems) or "passed")
+            if problems:
+                touched = [name for w in waves[:n] for name in w]
+                yield from self._halt(rollout, touched, previous, dep.spec)
+                return
         yield adm.FleetDeployEvent(rollout_id=rollout, phase="done")
+
+    def _planned(self, rollout: str, dev: DeviceRecord, spec: Any) -> adm.FleetDeployEvent:
+        slot = dev.serves(spec.model)
+        cached = self.controller.engine_hint(dev, spec)
+        if slot is not None and slot.spec == spec:
+            what = "already serves it"
+        else:
+            what = "engine cached: activate" if cached else "must build the engine"
+        return adm.FleetDeployEvent(
+            rollout_id=rollout,
+            device=dev.name,
+            phase="planned",
+            spec=convert.spec_to_pb(spec),
+            engine_cached=cached,
+            message=f"{spec.ref} on {dev.name} ({self.controller.liveness_of(dev.last_seen, time.time())}): {what}",
+        )
+
+    def _gate(
+        self, wave: list[str], results: dict[str, adm.FleetDeployEvent], request: adm.FleetDeployRequest
+    ) -> list[str]:
+        min_acc = request.min_accuracy if request.HasField("min_accuracy") else None
+        max_p99 = request.max_p99_ms if request.HasField("max_p99_ms") else None
+        devices = {d.name: d for d in self.store.devices()}
+        rows = []
+        for name in wave:
+            ev = results.get(name)
+            phase, message = (ev.phase, ev.message) if ev else ("timeout", "no outcome")
+            smoke = _smoke_accuracy(ev, devices.get(name), request.model)
+            p99 = self._p99(devices[name], request.model) if phase == "active" and max_p99 is not None else None
+            rows.append(WaveResult(name, phase, message, smoke, p99))
+        return check_gate(rows, min_acc, max_p99)
+
+    def _p99(self, device: DeviceRecord, model: str) -> float | None:
+        """Batch-1 p99 latency from a short benchmark job on the device (the gate's measurement)."""
+        job = adm.FleetJobRequest(model=model, batch_size=1, warmup=5, iterations=100)
+        ev = self.controller.run_job(device, job, "gate-" + uuid.uuid4().hex[:10])
+        return ev.result.latency.p99_ms if ev.phase == "done" else None
+
+    def _halt(
+        self, rollout: str, touched: list[str], previous: dict[str, Any], spec: Any
+    ) -> Iterator[adm.FleetDeployEvent]:
+        """Put every touched device back on what it served before the rollout."""
+        yield adm.FleetDeployEvent(rollout_id=rollout, phase="halted", message=f"rolling back {', '.join(touched)}")
+        devices = {d.name: d for d in self.store.devices()}
+        for name in touched:
+            before, now_serving = previous.get(name), devices[name].serves(spec.model)
+            if before is not None and now_serving is not None and now_serving.spec == spec:
+                ev = self.controller.rollback(devices[name], spec.model, rollout)
+                phase = "rolled-back" if ev.phase == "active" else "failed"
+                yield adm.FleetDeployEvent(rollout_id=rollout, device=name, phase=phase, message=ev.message)
+            elif before is not None:
+                self.store.set_desired(name, before.spec, rollout, time.time())
+                yield adm.FleetDeployEvent(
+                    rollout_id=rollout, device=name, phase="rolled-back", message=f"kept {before.spec.ref}"
+                )
+            else:
+                self.store.clear_desired(name, spec.model)
+                msg = "nothing to go back to: desired state cleared"
+                yield adm.FleetDeployEvent(rollout_id=rollout, device=name, phase="rolled-back", message=msg)
+        self.controller.wake()
+        yield adm.FleetDeployEvent(rollout_id=rollout, phase="done", message="halted")
 
     def Rollback(
         self, request: adm.FleetRollbackRequest, context: grpc.ServicerContext

@@ -196,21 +196,64 @@ def devices_remove(name: str, address: str) -> None:
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow progress until every device is done.")
 @click.option("--timeout", default=0.0, help="With --wait: stop watching after this many seconds (0 = no limit).")
+@click.option("--canary", default=0, show_default=True, help="Deploy to N devices first and check the gates.")
+@click.option("--wave-size", default=0, show_default=True, help="Then proceed in waves of N (0 = the rest at once).")
+@click.option(
+    "--min-accuracy", type=float, default=None, help="Gate: smoke-test top-1 (0-1) on every device of a wave."
+)
+@click.option("--max-p99-ms", type=float, default=None, help="Gate: batch-1 p99 latency on every device of a wave.")
+@click.option("--plan", is_flag=True, help="Show what would happen (cached engines, builds, waves); change nothing.")
 @controller_option
 @json_option
 def deploy_cmd(
-    model: str, selector: str, precision: str, wait: bool, timeout: float, address: str, as_json: bool
+    model: str,
+    selector: str,
+    precision: str,
+    wait: bool,
+    timeout: float,
+    canary: int,
+    wave_size: int,
+    min_accuracy: float | None,
+    max_p99_ms: float | None,
+    plan: bool,
+    address: str,
+    as_json: bool,
 ) -> None:
-    """Make the selected devices serve MODEL; offline devices converge when they return."""
-    request = adm.FleetDeployRequest(model=model, precision=precision, selector=selector, wait=wait, timeout_s=timeout)
+    """Make the selected devices serve MODEL; offline devices converge when they return.
+
+    With --canary/--wave-size the rollout is staged: each wave must be active
+    and within the gates, or the rollout halts and the touched devices go
+    back to what they served before.
+    """
+    request = adm.FleetDeployRequest(
+        model=model,
+        precision=precision,
+        selector=selector,
+        wait=wait,
+        timeout_s=timeout,
+        canary=canary,
+        wave_size=wave_size,
+        plan=plan,
+    )
+    if min_accuracy is not None:
+        request.min_accuracy = min_accuracy
+    if max_p99_ms is not None:
+        request.max_p99_ms = max_p99_ms
     outcomes: dict[str, adm.FleetDeployEvent] = {}
     console = Console(stderr=as_json)
+    halted = []
 
     def follow(stub: admin_pb2_grpc.AdminServiceStub) -> None:
         for ev in stub.Deploy(request):
             if ev.phase == "planned":
-                cached = " (engine cached)" if ev.engine_cached else ""
-                console.print(f"{ev.device}: planned {ev.message}{cached}")
+                console.print(f"planned: {ev.message}")
+            elif ev.phase in ("wave", "gate", "halted"):
+                console.print(f"[bold]{ev.phase}[/] {ev.message}")
+                if ev.phase == "halted":
+                    halted.append(ev.message)
+            elif ev.phase == "rolled-back":
+                outcomes[ev.device] = ev
+                console.print(f"{ev.device}: rolled back ({ev.message})")
             elif ev.phase == "step":
                 console.print(f"{ev.device}: {ev.message}", style="dim")
             elif ev.phase in ("active", "failed", "blocked", "offline", "timeout"):
@@ -220,8 +263,10 @@ def deploy_cmd(
                 console.print(f"{ev.device}: {ev.message}", style="dim")
 
     _call(address, follow)
-    _outcome_table(outcomes, as_json, wait)
-    if any(ev.phase in ("failed", "blocked", "timeout") for ev in outcomes.values()):
+    if plan:
+        return
+    _outcome_table(outcomes, as_json, wait or bool(canary or wave_size))
+    if halted or any(ev.phase in ("failed", "blocked", "timeout") for ev in outcomes.values()):
         raise SystemExit(1)
 
 
@@ -235,7 +280,7 @@ def _outcome_table(outcomes: dict[str, adm.FleetDeployEvent], as_json: bool, wai
         click.echo("accepted: the controller deploys in the background (`jetfleet status` shows progress)")
         return
     table = Table("device", "outcome", "detail")
-    colors = {"active": "green", "offline": "yellow"}
+    colors = {"active": "green", "offline": "yellow", "rolled-back": "yellow"}
     for name, ev in sorted(outcomes.items()):
         table.add_row(name, f"[{colors.get(ev.phase, 'red')}]{ev.phase}[/]", ev.message)
     Console().print(table)

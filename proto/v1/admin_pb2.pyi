@@ -80,20 +80,30 @@ class RemoveDeviceResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class FleetDeployRequest(_message.Message):
-    __slots__ = ("model", "precision", "selector", "wait", "timeout_s", "rollout_id")
+    __slots__ = ("model", "precision", "selector", "wait", "timeout_s", "rollout_id", "canary", "wave_size", "min_accuracy", "max_p99_ms", "plan")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    WAVE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    MAX_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     model: str
     precision: str
     selector: str
     wait: bool
     timeout_s: float
     rollout_id: str
-    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., selector: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+    canary: int
+    wave_size: int
+    min_accuracy: float
+    max_p99_ms: float
+    plan: bool
+    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., selector: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., rollout_id: _Optional[str] = ..., canary: _Optional[int] = ..., wave_size: _Optional[int] = ..., min_accuracy: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., plan: _Optional[bool] = ...) -> None: ...
 
 class FleetDeployEvent(_message.Message):
     __slots__ = ("rollout_id", "device", "phase", "message", "step", "fraction", "record", "spec", "engine_cached")

@@ -145,3 +145,32 @@ def test_bad_fleet_requests_are_clear(fleet: dict) -> None:
         [str(BIN / "jetfleet"), "devices", "list", "--controller", "127.0.0.1:1"], capture_output=True, text=True
     )
     assert down.returncode == 1 and "jetfleet controller serve" in down.stderr
+
+
+@pytest.mark.slow
+def test_canary_gate_failure_halts_and_rolls_back(fleet: dict) -> None:
+    cli = fleet["cli"]
+    names = ("jetson-01", "jetson-02", "jetson-03")
+    for name in names:
+        fleet["start_agent"](name)
+    _until(lambda: len(_devices(cli)) == 3 and {d["liveness"] for d in _devices(cli).values()} == {"online"})
+    assert cli("deploy", "--model", "basic_cnn", "--precision", "int8").returncode == 0
+
+    plan = cli("deploy", "--model", "basic_cnn", "--precision", "fp32", "--canary", "1", "--wave-size", "1", "--plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "canary 1/3: jetson-01" in plan.stdout and "wave 3/3: jetson-03" in plan.stdout
+    assert plan.stdout.count("must build the engine") == 3
+    assert all(_serving(d) == ["basic_cnn:int8"] for d in _devices(cli).values())  # --plan changed nothing
+
+    # An impossible accuracy gate: the canary deploys, fails the gate, and goes back to int8.
+    halted = cli("deploy", "--model", "basic_cnn", "--precision", "fp32", "--canary", "1", "--min-accuracy", "0.9999")
+    assert halted.returncode == 1, halted.stdout + halted.stderr
+    assert "smoke-test accuracy" in halted.stdout and "halted" in halted.stdout
+    time.sleep(1.5)  # reconciliation must not undo the rollback
+    assert {n: _serving(d) for n, d in _devices(cli).items()} == {n: ["basic_cnn:int8"] for n in names}
+
+    passed = cli("deploy", "--model", "basic_cnn", "--precision", "fp32", "--canary", "1", "--wave-size", "2",
+                 "--min-accuracy", "0.9", "--max-p99-ms", "1000", "--json")  # fmt: skip
+    assert passed.returncode == 0, passed.stderr
+    assert {v["phase"] for v in json.loads(passed.stdout).values()} == {"active"}
+    assert all(_serving(d) == ["basic_cnn:fp32"] for d in _devices(cli).values())
