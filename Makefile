@@ -14,15 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[controller,agent,dev]'
 	touch $(STAMP)
 
-# The main job on the embedded default: train basic_cnn on scikit-learn's digits.
+# The main job on the embedded default: a controller and three agents on loopback; basic_cnn trained on
+# scikit-learn's digits, quantized, deployed with a canary, benchmarked; the report lands in runs/demo-fleet/report.
 demo: $(STAMP)
-	$(BIN)/jetfleet train --model basic_cnn --dataset digits --epochs 10 --out runs/demo --overwrite
+	$(BIN)/jetfleet demo --out runs/demo-fleet
 
 # The registry contract tests also run against PostgreSQL: scripts/test-postgres.sh
 # starts a local server (installing it with apt if needed) and prints its URL.
+# The fleet report is rendered in headless Chromium: scripts/install-chromium.sh installs Debian's if needed.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	scripts/install-chromium.sh >/dev/null || echo "chromium unavailable: the report rendering test will skip"
 	JETFLEET_TEST_PG_URL="$${JETFLEET_TEST_PG_URL:-$$(scripts/test-postgres.sh || true)}" $(BIN)/pytest
 
 bench: $(STAMP)

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -429,6 +430,65 @@ def jobs_show(job_id: str, address: str, as_json: bool) -> None:
         _jobs_table(sorted(reply.results, key=lambda r: r.agent), {})
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise JetfleetError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise JetfleetError("give at least one batch size")
+    return values
+
+
+@click.command("bench")
+@click.option("--model", required=True, help="Registry reference: name, name:version or name@alias.")
+@click.option("--devices", "selector", default="all", show_default=True)
+@click.option("--batch-sizes", default="1,8,32", show_default=True)
+@click.option("--precisions", default="fp32,int8", show_default=True)
+@click.option(
+    "--report", "report_dir", type=click.Path(path_type=Path), default=Path("reports/bench"), show_default=True
+)
+@controller_option
+def bench_cmd(model: str, selector: str, batch_sizes: str, precisions: str, report_dir: Path, address: str) -> None:
+    """Benchmark MODEL across the fleet per precision and batch size; write HTML/Markdown/JSON/CSV."""
+    from jetfleet.controller.fleet.bench import run_bench, write_bench_report
+
+    chosen = tuple(p.strip() for p in precisions.split(",") if p.strip())
+    unknown = set(chosen) - {"fp32", "fp16", "int8"}
+    if unknown or not chosen:
+        raise JetfleetError(f"unknown precision {', '.join(sorted(unknown)) or '(none)'}; choose from fp32, fp16, int8")
+    console = Console()
+    run = _call(
+        address, lambda stub: run_bench(stub, model, selector, _int_list(batch_sizes), chosen, log=console.print)
+    )
+    files = write_bench_report(report_dir, run)
+    console.print(f"report: {files.html}")
+    if run.failures:
+        for key, why in sorted(run.failures.items()):
+            console.print(f"[red]failed[/] {key}: {why}")
+        raise SystemExit(1)
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo-fleet"), show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--keep-running", is_flag=True, help="Leave the controller and agents up afterwards.")
+def demo_cmd(out: Path, epochs: int, keep_running: bool) -> None:
+    """A whole fleet on this machine: train, quantize, canary deploy to 3 agents, benchmark, report."""
+    from jetfleet.controller.fleet.demo import run_demo
+
+    run_demo(out, epochs, keep_running, Console())
+
+
 def attach(cli: click.Group) -> None:
-    for command in (controller_group, devices_group, deploy_cmd, rollback_cmd, status_cmd, jobs_group):
+    for command in (
+        controller_group,
+        devices_group,
+        deploy_cmd,
+        rollback_cmd,
+        status_cmd,
+        jobs_group,
+        bench_cmd,
+        demo_cmd,
+    ):
         cli.add_command(command)
