@@ -8,7 +8,9 @@ report of the same deployment (its final state) replaces the earlier one.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,10 +101,13 @@ class FleetStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time and resolves contention with sleeping retries (up to 100 ms each):
+        # dozens of push threads and agent reports would mostly sleep. Queue them on a lock instead.
+        self._serialize = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        with self._serialize, self._sessions.begin() as session:
             yield session
 
     # -- devices ----------------------------------------------------------------
