@@ -9,7 +9,6 @@ become the fleet report: HTML, Markdown, JSON and CSV.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,14 +102,7 @@ def _deploy(
 
 def write_bench_report(out_dir: Path, run: BenchRun) -> ReportFiles:
     """The fleet report of ``run`` (HTML, Markdown, JSON, CSV) in ``out_dir``."""
-    from jetfleet.controller.fleet.report import BenchRow, DeviceFailure, FleetReport, parse_failure_key, write_report
+    from jetfleet.controller.fleet.report import FleetReport, write_report
 
-    rows = tuple(BenchRow(r.agent, run.devices.get(r.agent), r, run.tags.get(r.agent, {})) for r in run.results)
-    failures = []
-    for key, reason in sorted(run.failures.items()):
-        device, precision, batch = parse_failure_key(key)
-        failures.append(
-            DeviceFailure(device, reason, precision, batch, run.devices.get(device), run.tags.get(device, {}))
-        )
-    report = FleetReport(run.model, time.time(), rows, dict(run.reference), tuple(failures))
+    report = FleetReport.from_results(run.model, run.results, run.devices, run.tags, run.failures, run.reference)
     return write_report(out_dir, report)

@@ -174,3 +174,41 @@ def test_canary_gate_failure_halts_and_rolls_back(fleet: dict) -> None:
     assert passed.returncode == 0, passed.stderr
     assert {v["phase"] for v in json.loads(passed.stdout).values()} == {"active"}
     assert all(_serving(d) == ["basic_cnn:fp32"] for d in _devices(cli).values())
+
+
+@pytest.mark.slow
+def test_bench_writes_a_report_with_a_row_for_every_device(fleet: dict, tmp_path: Path) -> None:
+    import csv
+
+    cli = fleet["cli"]
+    for name in ("jetson-01", "jetson-02"):
+        fleet["start_agent"](name)
+    _until(lambda: len(_devices(cli)) == 2)
+    out = tmp_path / "report"
+    bench = cli("bench", "--model", "basic_cnn", "--batch-sizes", "1,8", "--precisions", "int8", "--report", str(out))
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted((r["device"], r["batch_size"]) for r in rows) == [
+        ("jetson-01", "1"), ("jetson-01", "8"), ("jetson-02", "1"), ("jetson-02", "8"),
+    ]  # fmt: skip
+    html = (out / "report.html").read_text()
+    assert "jetson-01" in html and "jetson-02" in html and "p99" in html
+    assert (out / "report.md").exists() and json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_whole_fleet_and_leaves_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [str(BIN / "jetfleet"), "demo", "--out", str(out), "--epochs", "6"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "demo finished" in proc.stdout and "gate: passed" in proc.stdout
+    html = (out / "report" / "report.html").read_text()
+    for name in ("jetson-nano-01", "jetson-xavier-02", "jetson-orin-03"):
+        assert html.count(name) >= 6  # one summary row per precision and batch size, at least
+    assert "p99" in html and "Top-1" in html
+    # Everything was shut down: no daemon outlives the demo.
+    ps = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
