@@ -61,11 +61,11 @@ def fleet(digits_model: DigitsModel, tmp_path: Path, monkeypatch: pytest.MonkeyP
     )  # fmt: skip
     procs: dict[str, Proc] = {}
 
-    def start_agent(name: str) -> Proc:
+    def start_agent(name: str, *extra: str) -> Proc:
         procs[name] = Proc(
             [str(BIN / "jetfleet-agent"), "serve", "--name", name, "--listen", "127.0.0.1:0",
              "--controller", f"127.0.0.1:{controller.port}", "--data-dir", str(tmp_path / name),
-             "--backend", "onnxruntime", "--job-threads", "1", "--tag", f"n={name[-1]}"],
+             "--backend", "onnxruntime", "--job-threads", "1", "--tag", f"n={name[-1]}", *extra],
             "listening on port",
         )  # fmt: skip
         return procs[name]
@@ -212,3 +212,24 @@ def test_the_demo_runs_the_whole_fleet_and_leaves_a_report(tmp_path: Path, monke
     # Everything was shut down: no daemon outlives the demo.
     ps = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+@pytest.mark.slow
+def test_an_agent_that_rejects_the_artifact_fails_alone(fleet: dict, tmp_path: Path) -> None:
+    cli = fleet["cli"]
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text('[limits]\nmax_store_bytes = "4KiB"\n')  # no model fits: every upload is refused
+    fleet["start_agent"]("jetson-01")
+    fleet["start_agent"]("jetson-02", "--config", str(tiny))
+    _until(lambda: len(_devices(cli)) == 2)
+    out = cli("deploy", "--model", "basic_cnn", "--precision", "int8", "--json")
+    assert out.returncode == 1
+    outcome = json.loads(out.stdout)
+    assert outcome["jetson-01"]["phase"] == "active"
+    assert outcome["jetson-02"]["phase"] == "failed" and "quota exceeded" in outcome["jetson-02"]["message"]
+    assert _serving(_devices(cli)["jetson-02"]) == []  # nothing recorded as active that is not
+    status = json.loads(cli("status", "--json").stdout)
+    states = {(r["agent"], r["state"]) for r in status.get("recent", [])}
+    assert ("jetson-02", "DEPLOYMENT_STATE_ACTIVE") not in states
+    decision = {d["device"]: d["decision"] for d in status["desired"]}
+    assert decision["jetson-01"] == "converged" and decision["jetson-02"] in ("backoff", "deploy", "in-flight")
