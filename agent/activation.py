@@ -115,11 +115,6 @@ class ModelManager:
         """
         if self.engine_key(slot.spec).fingerprint() == slot.engine_fingerprint:
             runner, _, _ = self._engine(slot.spec, _quiet)
-            try:
-                check_io(runner, slot.spec)
-            except BaseException:
-                runner.close()
-                raise
             return runner
         log.warning("%s: the engine fingerprint changed since activation; rebuilding and smoke-testing", slot.spec.ref)
         runner, facts = self._prepare(slot.spec, self.smoke_margin, _quiet)
@@ -247,11 +242,6 @@ class ModelManager:
                 steps(Step.VERIFY, f"checking {target.spec.onnx.short}", -1)
                 self.store.verify(target.spec.onnx)
                 runner, cached, build_s = self._engine(target.spec, steps)
-                try:
-                    check_io(runner, target.spec)
-                except BaseException:
-                    runner.close()
-                    raise
                 return runner, {"engine_cached": cached, "build_s": build_s, "smoke_accuracy": target.smoke_accuracy}
 
             return self._run(rec, prepare, progress)
@@ -315,7 +305,6 @@ class ModelManager:
             self.store.verify(spec.test_set)
         runner, cached, build_s = self._engine(spec, progress)
         try:
-            check_io(runner, spec)
             progress(Step.SMOKE_TEST, "classifying the test set", -1)
             test_path = self.store.path(spec.test_set) if spec.test_set else None
             accuracy = smoke_test(runner, spec, test_path, margin)
@@ -325,7 +314,8 @@ class ModelManager:
         return runner, {"engine_cached": cached, "build_s": build_s, "smoke_accuracy": accuracy}
 
     def _engine(self, spec: ModelSpec, progress: StepProgress) -> tuple[Runner, bool, float]:
-        """Load the engine from the cache, or build it there first: (runner, was cached, build seconds)."""
+        """The engine for ``spec`` from the cache, or built there first, checked against the spec's input and
+        output: (runner, was cached, build seconds)."""
         key = self.engine_key(spec)
         path = self.cache.get(key)
         cached, build_s = path is not None, 0.0
@@ -340,10 +330,16 @@ class ModelManager:
         else:
             progress(Step.BUILD, f"engine {key.fingerprint()[:12]} found in the cache", 1.0)
         try:
-            return self.backend.load(path), cached, build_s
+            runner = self.backend.load(path)
         except BuildError:
             self.cache.remove(key.fingerprint())  # unusable (e.g. a truncated file): rebuild next time
             raise
+        try:
+            check_io(runner, spec)  # every engine is checked against the spec it will serve
+        except BaseException:
+            runner.close()
+            raise
+        return runner, cached, build_s
 
     def prune(self, grace_s: float = PRUNE_GRACE_S) -> tuple[int, int]:
         """Delete blobs and engines no active or rollback slot needs: (blobs, engines) removed.

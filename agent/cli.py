@@ -18,10 +18,7 @@ import click
 from rich.console import Console
 
 from jetfleet.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from jetfleet.common.errors import JetfleetError
 from jetfleet.common.version import __version__
-
-err_console = Console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
@@ -149,15 +146,6 @@ def install_service_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line and exit 1."""
-    try:
-        code = cli.main(args=argv, prog_name="jetfleet-agent", standalone_mode=False)
-    except JetfleetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    from jetfleet.common.cli import run
+
+    run(cli, "jetfleet-agent", argv)

@@ -6,7 +6,6 @@ Each command turns options into a dataclass and calls one function; every
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from jetfleet.common.errors import JetfleetError
 from jetfleet.common.version import __version__
 
 console = Console(soft_wrap=True)  # log lines stay whole when piped to a file
-err_console = Console(stderr=True)
 
 
 def _parse_batch_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int | str:
@@ -296,20 +294,7 @@ def _attach_subcommands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and a non-zero exit."""
+    from jetfleet.common.cli import run
+
     _attach_subcommands()
-    try:
-        code = cli.main(args=argv, prog_name="jetfleet", standalone_mode=False)
-    except JetfleetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; a training run can continue with --resume RUN_DIR")
-        sys.exit(130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    run(cli, "jetfleet", argv, interrupted="interrupted; a training run can continue with --resume RUN_DIR")
