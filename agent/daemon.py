@@ -24,6 +24,7 @@ from jetfleet.agent.engines.choose import choose_backend, usable_backends
 from jetfleet.agent.errors import INVALID_ARGUMENT, AgentError
 from jetfleet.agent.inputs import JobInput, open_input
 from jetfleet.agent.jobs import JobParams, run_job
+from jetfleet.agent.outbox import Outbox
 from jetfleet.agent.reporter import Reporter
 from jetfleet.agent.server import AgentServicer
 from jetfleet.agent.store import ArtifactStore
@@ -82,15 +83,15 @@ class Agent:
         self.server.start()
         log.info("agent %s serving on port %d (%s backend)", self.name, self.port, self.backend.name)
         if self.config.controller:
-            self.reporter = Reporter(self, self.config.controller)
+            self.reporter = Reporter(self, self.config.controller, Outbox(self.data_dir / "outbox.db"))
             self.reporter.start()
         return self.port
 
     def stop(self, grace: float = 2.0) -> None:
+        if self.server is not None:  # first: calls finishing in the grace period may still queue reports
+            self.server.stop(grace).wait()
         if self.reporter is not None:
             self.reporter.stop()
-        if self.server is not None:
-            self.server.stop(grace).wait()
         self.telemetry.close()
         self._lock_fh.close()
 

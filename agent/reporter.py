@@ -6,12 +6,12 @@ exponential backoff (with jitter, so a fleet that lost its controller does
 not reconnect in lock-step), and sends queued deployment records and job
 results once it is back. Reports are idempotent on the controller side (by
 deployment and job id), so resending after an ambiguous failure is safe.
-The queue lives in memory; results survive only while the agent runs.
+The queue is durable (:mod:`jetfleet.agent.outbox`): reports accepted before
+a restart are delivered after it.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import random
 import threading
@@ -27,9 +27,9 @@ from jetfleet.proto.v1 import controller_pb2_grpc
 
 if TYPE_CHECKING:
     from jetfleet.agent.daemon import Agent
+    from jetfleet.agent.outbox import Outbox
 
 log = logging.getLogger(__name__)
-MAX_QUEUE = 10_000  # reports kept while offline; the oldest go first beyond it (logged)
 # The controller refused the report itself: resending cannot help, and it must not block the queue.
 PERMANENT = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -59,7 +59,7 @@ class Backoff:
 class Reporter:
     """A background thread that keeps the agent registered and its reports delivered."""
 
-    def __init__(self, agent: Agent, address: str) -> None:
+    def __init__(self, agent: Agent, address: str, outbox: Outbox) -> None:
         self.agent = agent
         self.address = address
         self.channel = make_channel(address)
@@ -67,8 +67,7 @@ class Reporter:
         self.connected = False
         self.interval = agent.config.heartbeat_interval_s
         self._backoff = Backoff(agent.config.max_backoff_s)
-        self._pending: collections.deque[Any] = collections.deque()
-        self._lock = threading.Lock()
+        self.outbox = outbox
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reporter-{agent.name}", daemon=True)
@@ -82,6 +81,7 @@ class Reporter:
         self._wake.set()
         self._thread.join(timeout=QUICK_S)
         self.channel.close()
+        self.outbox.close()
 
     def deployment(self, record: DeploymentRecord) -> None:
         self._enqueue(cpb.DeploymentReport(record=convert.record_to_pb(record)))
@@ -90,11 +90,7 @@ class Reporter:
         self._enqueue(cpb.JobResultReport(result=convert.job_result_to_pb(result)))
 
     def _enqueue(self, msg: Any) -> None:
-        with self._lock:
-            if len(self._pending) >= MAX_QUEUE:
-                log.warning("report queue full (%d): dropping the oldest report", MAX_QUEUE)
-                self._pending.popleft()
-            self._pending.append(msg)
+        self.outbox.append(type(msg).__name__, msg.SerializeToString())
         self._wake.set()
 
     def _run(self) -> None:
@@ -142,11 +138,9 @@ class Reporter:
 
     def _flush(self) -> None:
         """Send queued reports oldest first; a failure leaves the rest (and that one) queued."""
-        while True:
-            with self._lock:
-                if not self._pending:
-                    return
-                msg = self._pending[0]
+        while (item := self.outbox.peek()) is not None:
+            row_id, kind, payload = item
+            msg = (cpb.DeploymentReport if kind == "DeploymentReport" else cpb.JobResultReport).FromString(payload)
             try:
                 if isinstance(msg, cpb.DeploymentReport):
                     self.stub.ReportDeployment(msg, timeout=QUICK_S)
@@ -158,9 +152,7 @@ class Reporter:
                 log.error(
                     "the controller refused a %s (%s: %s); dropped", type(msg).__name__, exc.code(), exc.details()
                 )
-            with self._lock:
-                if self._pending and self._pending[0] is msg:
-                    self._pending.popleft()
+            self.outbox.remove(row_id)
 
     def _heartbeat(self) -> bool:
         """One heartbeat; False when the controller asks the agent to register again."""
@@ -178,5 +170,4 @@ class Reporter:
 
     @property
     def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
+        return len(self.outbox)

@@ -90,3 +90,39 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
         assert not store.jobs("job-offline")  # delivered before; not sent twice
     finally:
         server.stop(0).wait()
+
+
+def test_queued_reports_survive_an_agent_restart(
+    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path
+) -> None:
+    from agents import stop
+
+    port = _free_port()
+    ra = start_agent("jetson-01", data_dir=tmp_path / "dev", controller=f"127.0.0.1:{port}")
+    d = digits_model.fp32
+    assert ra.client.push(d.spec, d.files).ok
+    ra.client.run_job(test_set=d.spec.test_set, job_id="before-restart")
+    assert ra.agent.reporter.pending == 2
+    stop(ra)  # the controller never saw them; the agent goes down
+    again = start_agent("jetson-01", data_dir=tmp_path / "dev", controller=f"127.0.0.1:{port}")
+    server, store = _controller(port, tmp_path / "controller.db")
+    try:
+        _until(lambda: len(store.jobs("before-restart")) == 1 and again.agent.reporter.pending == 0)
+        assert [r.spec for r in store.deployments("jetson-01")] == [d.spec]
+    finally:
+        server.stop(0).wait()
+
+
+def test_outbox_keeps_order_caps_and_survives_reopening(tmp_path: Path) -> None:
+    from jetfleet.agent.outbox import Outbox
+
+    box = Outbox(tmp_path / "o.db", max_rows=3)
+    for i in range(5):
+        box.append("JobResultReport", bytes([i]))
+    assert len(box) == 3
+    box.close()
+    box = Outbox(tmp_path / "o.db", max_rows=3)
+    row_id, kind, payload = box.peek()
+    assert (kind, payload) == ("JobResultReport", b"\x02")  # the two oldest were dropped
+    box.remove(row_id)
+    assert box.peek()[2] == b"\x03" and len(box) == 2
