@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _abort(context: grpc.ServicerContext, exc: JetfleetError) -> None:
+    """One status for every user error: NOT_FOUND for "no such ...", INVALID_ARGUMENT otherwise."""
+    code = grpc.StatusCode.NOT_FOUND if "no " in exc.message[:12] else grpc.StatusCode.INVALID_ARGUMENT
+    context.abort(code, str(exc))
+
+
 def _handled(method: Callable[..., T]) -> Callable[..., T]:
     """User errors (unknown model, selector matching nothing) become INVALID_ARGUMENT/NOT_FOUND with the message."""
 
@@ -34,8 +40,7 @@ def _handled(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, request, context)
         except JetfleetError as exc:
-            code = grpc.StatusCode.NOT_FOUND if "no " in exc.message[:12] else grpc.StatusCode.INVALID_ARGUMENT
-            context.abort(code, str(exc))
+            _abort(context, exc)
             raise
 
     return wrapper
@@ -102,8 +107,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             dep = deployable(self.controller.registry, request.model, request.precision or "fp32")
             waves = plan_waves([d.name for d in targets], request.canary, request.wave_size)
         except JetfleetError as exc:
-            code = grpc.StatusCode.NOT_FOUND if "no " in exc.message[:12] else grpc.StatusCode.INVALID_ARGUMENT
-            context.abort(code, str(exc))
+            _abort(context, exc)
         rollout = request.rollout_id or uuid.uuid4().hex[:12]
         for dev in targets:
             yield self._planned(rollout, dev, dep.spec)
@@ -209,7 +213,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         try:
             targets = select_devices(request.selector, self.store.devices())
         except JetfleetError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            _abort(context, exc)
         rollout = "rb-" + uuid.uuid4().hex[:10]
         futures = [self.controller.pool.submit(self.controller.rollback, d, request.model, rollout) for d in targets]
         for future in as_completed(futures):
@@ -220,7 +224,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         try:
             targets = select_devices(request.selector, self.store.devices())
         except JetfleetError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            _abort(context, exc)
         job_id = request.job_id or "job-" + uuid.uuid4().hex[:10]
         for d in targets:
             yield adm.FleetJobEvent(job_id=job_id, device=d.name, phase="started")

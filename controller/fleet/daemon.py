@@ -28,7 +28,7 @@ from jetfleet.common.fleet import ModelSpec
 from jetfleet.controller.fleet.agent_client import AgentCallError, AgentClient
 from jetfleet.controller.fleet.reconcile import Attempt, Decision, decide
 from jetfleet.controller.fleet.service import ControllerServicer
-from jetfleet.controller.fleet.store import DeviceRecord, FleetStore, Liveness
+from jetfleet.controller.fleet.store import DeviceRecord, FleetStore, Liveness, liveness
 from jetfleet.controller.registry.store import Registry
 from jetfleet.proto import convert
 from jetfleet.proto.rpc import add_health, make_server
@@ -127,8 +127,6 @@ class Controller:
                 self._wake.clear()
 
     def liveness_of(self, last_seen: float, now: float) -> Liveness:
-        from jetfleet.controller.fleet.store import liveness
-
         return liveness(last_seen, now, self.settings.stale_after_s, self.settings.offline_after_s)
 
     def plan(self, now: float | None = None) -> list:
@@ -264,10 +262,9 @@ class Controller:
             job_id=job_id, device=device.name, phase="done", result=convert.job_result_to_pb(result)
         )
 
-    def engine_hint(self, device: object, spec: ModelSpec) -> bool:
-        """Whether the device has served this artifact in this precision before (its engine is likely cached)."""
-        slots = getattr(device, "active", ())
-        return any(s.spec.onnx == spec.onnx and s.spec.precision == spec.precision for s in slots)
+    def engine_hint(self, device: DeviceRecord, spec: ModelSpec) -> bool:
+        """Whether the device serves this artifact in this precision (its engine is cached there)."""
+        return any(s.spec.onnx == spec.onnx and s.spec.precision == spec.precision for s in device.active)
 
     def attempt(self, device: str, model: str) -> Attempt | None:
         with self._lock:
