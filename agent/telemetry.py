@@ -362,8 +362,12 @@ def _os_release(root: Path) -> str:
     return platform.platform()
 
 
-def _cuda_version(root: Path) -> str | None:
-    """The toolkit under ``/usr/local/cuda`` (version.json since CUDA 11, version.txt before)."""
+def _cuda_version(root: Path, run: CommandRunner) -> str | None:
+    """The CUDA toolkit: ``/usr/local/cuda``'s version.json (CUDA 11+) or version.txt (before), else ``nvcc``.
+
+    The nvcc fallback is for hosts whose toolkit came from pip or conda
+    (seen on an H200 workstation image: no version file, nvcc on PATH).
+    """
     text = _read_text(root / "usr/local/cuda/version.json")
     if text:
         try:
@@ -371,6 +375,9 @@ def _cuda_version(root: Path) -> str | None:
         except (ValueError, KeyError, TypeError):
             pass
     match = re.search(r"CUDA Version\s+([\d.]+)", _read_text(root / "usr/local/cuda/version.txt") or "")
+    if match:
+        return match[1]
+    match = re.search(r"release [\d.]+, V([\d.]+)", run(["nvcc", "--version"]) or "")
     return match[1] if match else None
 
 
@@ -422,7 +429,7 @@ def detect_device(
         "kernel": platform.release(),
         "python": platform.python_version(),
         "agent_version": agent_version,
-        "cuda_version": _cuda_version(root),
+        "cuda_version": _cuda_version(root, run),
         "tensorrt_version": module_version("tensorrt"),
         "onnxruntime_version": module_version("onnxruntime"),
     }

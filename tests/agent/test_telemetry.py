@@ -365,7 +365,11 @@ def test_detect_workstation_with_nvidia_gpu(tmp_path: Path) -> None:
     write(tmp_path, "proc/meminfo", "MemTotal:       2113536000 kB\n")
     write(tmp_path, "etc/os-release", 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\n')
     write(tmp_path, "sys/class/dmi/id/product_name", "PowerEdge XE9680\n")
-    run = commands({"nvidia-smi": "NVIDIA H100 80GB HBM3, 9.0\nNVIDIA H100 80GB HBM3, 9.0\n"})
+    nvcc = (
+        "nvcc: NVIDIA (R) Cuda compiler driver\nCuda compilation tools, release 13.0, V13.0.88\n"
+        "Build cuda_13.0.r13.0/compiler.36424714_0\n"
+    )  # a pip/conda toolkit: no /usr/local/cuda/version.json, nvcc on PATH
+    run = commands({"nvidia-smi": "NVIDIA H100 80GB HBM3, 9.0\nNVIDIA H100 80GB HBM3, 9.0\n", "nvcc": nvcc})
 
     info = tm.detect_device("0.1.0", root=tmp_path, run=run, module_version=versions(onnxruntime="1.32.0"))
 
@@ -379,6 +383,7 @@ def test_detect_workstation_with_nvidia_gpu(tmp_path: Path) -> None:
         agent_version="0.1.0",
         gpu_name="NVIDIA H100 80GB HBM3",
         compute_capability="9.0",
+        cuda_version="13.0.88",
         onnxruntime_version="1.32.0",
         **host_fields(),  # type: ignore[arg-type]
     )

@@ -8,6 +8,7 @@ machine without TensorRT or a CUDA device. Everything else runs anywhere.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import subprocess
@@ -517,3 +518,51 @@ class TestOnGpu:
         assert len({json.dumps(f, sort_keys=True) for f in flags.values()}) == 3
         assert all(f["max_batch"] == 16 and f["opt_batch"] == 4 for f in flags.values())
         assert flags["fp32"] == backend.builder_flags("fp32")  # stable: free memory is not part of it
+
+
+CUDA_OK, CUDA_REASON = cuda.cuda_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA_OK, reason=CUDA_REASON)
+def test_cuda_round_trip_through_pinned_memory_and_a_stream() -> None:
+    """The exact calls TensorRTRunner makes, on a real GPU: bytes survive host→device→host and events time it."""
+    rt = cuda.load()
+    free, total = rt.mem_get_info()
+    assert 0 < free <= total
+    nbytes = 4 << 20
+    payload = np.random.default_rng(0).integers(0, 256, nbytes, dtype=np.uint8)
+    host_in, host_out = rt.host_alloc(nbytes), rt.host_alloc(nbytes)
+    device = rt.malloc(nbytes)
+    stream = rt.stream_create()
+    events = [rt.event_create() for _ in range(3)]
+    try:
+        ctypes_in = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(host_in))
+        ctypes_in[:] = payload
+        rt.event_record(events[0], stream)
+        rt.memcpy_htod_async(device, host_in, nbytes, stream)
+        rt.event_record(events[1], stream)
+        rt.memcpy_dtoh_async(host_out, device, nbytes, stream)
+        rt.event_record(events[2], stream)
+        rt.stream_synchronize(stream)
+        back = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(host_out))
+        assert np.array_equal(back, payload)
+        htod, dtoh = rt.event_elapsed_ms(events[0], events[1]), rt.event_elapsed_ms(events[1], events[2])
+        assert htod > 0 and dtoh > 0
+        print(f"4 MiB pinned copies: H2D {nbytes / htod / 1e6:.1f} GB/s, D2H {nbytes / dtoh / 1e6:.1f} GB/s")
+    finally:
+        for event in events:
+            rt.event_destroy(event)
+        rt.stream_destroy(stream)
+        rt.free(device)
+        rt.free_host(host_in)
+        rt.free_host(host_out)
+
+
+def test_cuda_errors_name_the_call() -> None:
+    """A bad free is CUDA's error, raised with the call's name, where a runtime exists."""
+    if not CUDA_OK:
+        pytest.skip(CUDA_REASON)
+    with pytest.raises(cuda.CudaError) as info:
+        cuda.load().free(0xDEAD0000)
+    assert info.value.call == "cudaFree"

@@ -182,3 +182,15 @@ def test_other_recipes_train(tmp_path: Path) -> None:
     result = train(cfg, tmp_path / "sgd", quiet())
     assert result.summary["batch_size"] == 1259 // 16  # memory allows more; 16 steps an epoch is the floor
     assert result.test_accuracy > 0.5  # far above the 10% of chance after 3 epochs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+def test_training_on_cuda_with_amp_gives_a_checkpoint_the_cpu_loads(tmp_path: Path) -> None:
+    """Device placement, AMP's scaler and checkpoint portability: what only a GPU run can catch."""
+    result = train(TrainConfig(epochs=6, device="cuda", amp=True), tmp_path / "cuda", quiet())
+    assert result.test_accuracy >= 0.95
+    raw = torch.load(result.out_dir / "best.pt", weights_only=True)  # no map_location: devices as saved
+    tensors = [v for v in raw["state_dict"].values() if isinstance(v, torch.Tensor)]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert load_checkpoint(result.out_dir / "best.pt")["model"] == "basic_cnn"
