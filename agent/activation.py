@@ -29,6 +29,7 @@ from jetfleet.agent.state import AgentState
 from jetfleet.agent.store import ArtifactStore
 from jetfleet.common.device import DeviceInfo
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.failpoints import failpoint
 from jetfleet.common.fleet import DeploymentRecord, DeploymentState, ModelSlot, ModelSpec, Step
 
 log = logging.getLogger(__name__)
@@ -323,9 +324,12 @@ class ModelManager:
             progress(Step.BUILD, f"building a {self.backend.name} engine ({spec.precision})", 0.0)
             onnx_path = self.store.verify(spec.onnx)
             start = time.perf_counter()
-            path = self.cache.put(
-                key, lambda out: self.backend.build(onnx_path, spec.precision, out, _build_progress(progress))
-            )
+
+            def build(out: Path) -> None:
+                self.backend.build(onnx_path, spec.precision, out, _build_progress(progress))
+                failpoint("agent.build")  # the engine file is written, not yet moved into the cache
+
+            path = self.cache.put(key, build)
             build_s = time.perf_counter() - start
         else:
             progress(Step.BUILD, f"engine {key.fingerprint()[:12]} found in the cache", 1.0)
@@ -397,7 +401,9 @@ class ModelManager:
             s.record(done)
 
         with self._lock:
+            failpoint("agent.swap")  # everything verified, nothing committed
             self._commit_locked(change)  # the commit point: after this rename the new model is the one
+            failpoint("agent.swap.committed")  # on disk, not yet serving
             old = self._loaded.get(model)
             self._loaded[model] = Loaded(slot, runner)
             self._unavailable.pop(model, None)

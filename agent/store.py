@@ -34,6 +34,7 @@ from jetfleet.agent.errors import (
     RESOURCE_EXHAUSTED,
     AgentError,
 )
+from jetfleet.common.failpoints import failpoint
 from jetfleet.common.files import fsync_dir
 from jetfleet.common.fleet import ArtifactRef
 from jetfleet.common.hashing import CHUNK, sha256_file
@@ -263,6 +264,7 @@ class Upload:
         self._hash.update(data)
         self.position += len(data)
         self.received += len(data)
+        failpoint("agent.upload.chunk")
         if self.position - self._flushed >= self.WRITEBACK_BYTES:
             try:
                 self._fh.flush()  # type: ignore[union-attr]
