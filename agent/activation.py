@@ -168,18 +168,33 @@ class ModelManager:
 
     # -- deploy ----------------------------------------------------------
     def deploy(
-        self, deployment_id: str, spec: ModelSpec, margin: float | None, progress: StepProgress = lambda *a: None
+        self,
+        deployment_id: str,
+        spec: ModelSpec,
+        margin: float | None,
+        progress: StepProgress = lambda *a: None,
+        downgrade: bool = False,
     ) -> Outcome:
         """Activate ``spec``; on any failure the previous model keeps serving.
 
         Idempotent by ``deployment_id``: a retry of a finished deployment
-        returns its record without doing anything again.
+        returns its record without doing anything again. A version below the
+        one last accepted for the model is refused unless ``downgrade`` (the
+        signed manifest said rollback); checked here, under the activation
+        slot, so two deployments cannot race past the check.
         """
         if margin is not None and not 0 <= margin <= 100:  # NaN fails too: it would disable the gate
             raise AgentError(INVALID_ARGUMENT, f"smoke margin must be 0-100 points, got {margin}")
         with self._exclusive(deployment_id):
             if (seen := self._seen(deployment_id, spec.model, spec, rollback=False)) is not None:
                 return seen
+            floor = self.accepted_version(spec.model)
+            if not downgrade and floor is not None and spec.version < floor:
+                raise AgentError(
+                    FAILED_PRECONDITION,
+                    f"{spec.ref} is older than version {floor} already accepted on {self.agent}",
+                    "a downgrade needs a signed rollback",
+                )
             current = self._current(spec.model)
             if (
                 current is not None
@@ -196,7 +211,12 @@ class ModelManager:
                 return Outcome(done)
             rec = self._begin(deployment_id, spec, current, rollback=False)
             margin = self.smoke_margin if margin is None else margin
-            return self._run(rec, lambda steps: self._prepare(spec, margin, steps), progress)
+
+            def prepare(steps: StepProgress) -> tuple[Runner, dict[str, object]]:
+                runner, facts = self._prepare(spec, margin, steps)
+                return runner, {**facts, "downgrade": downgrade}
+
+            return self._run(rec, prepare, progress)
 
     @contextlib.contextmanager
     def _exclusive(self, deployment_id: str) -> Iterator[None]:
@@ -246,6 +266,11 @@ class ModelManager:
                 return runner, {"engine_cached": cached, "build_s": build_s, "smoke_accuracy": target.smoke_accuracy}
 
             return self._run(rec, prepare, progress)
+
+    def accepted_version(self, model: str) -> int | None:
+        """The anti-rollback floor: the version of ``model`` last accepted here (None: never deployed)."""
+        with self._lock:
+            return self.state.accepted.get(model)
 
     def _current(self, model: str) -> ModelSlot | None:
         with self._lock:
@@ -383,6 +408,7 @@ class ModelManager:
     ) -> tuple[DeploymentRecord, Loaded | None]:
         """Commit the new slot (the state file rename), then serve it; returns the retired model to close."""
         model = rec.spec.model
+        lowers_floor = rec.rollback or bool(facts.pop("downgrade", False))  # an explicit, signed rollback
         slot = ModelSlot(
             spec=rec.spec,
             backend=self.backend.name,
@@ -398,6 +424,8 @@ class ModelManager:
             elif rec.previous is not None:
                 s.push_previous(rec.previous)
             s.active[model] = slot
+            floor = s.accepted.get(model)
+            s.accepted[model] = slot.spec.version if floor is None or lowers_floor else max(floor, slot.spec.version)
             s.record(done)
 
         with self._lock:

@@ -50,6 +50,12 @@ def config_options(func: Any) -> Any:
         click.option("--smoke-margin", type=float, help="Allowed smoke-test accuracy drop, in points."),
         click.option("--job-threads", type=int, help="Inference threads (0 = backend decides)."),
         click.option("--log-level", help="debug, info, warning or error."),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            default=None,
+            help="Unenrolled: plaintext gRPC and unsigned manifests (local development only).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -81,6 +87,36 @@ def serve(config_path: Path | None, **overrides: Any) -> None:
     stop.wait()
     click.echo("stopping: finishing in-flight calls", err=True)
     agent.stop(grace=5.0)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--name", help="The device name the token was made for (default: the config's name).")
+@click.option("--data-dir", help="Where the identity is stored (default: the config's data folder).")
+@click.option("--enroll-address", required=True, help="host:port of the controller's enrollment service.")
+@click.option(
+    "--token", envvar="JETFLEET_ENROLL_TOKEN", required=True, help="From `jetfleet devices enroll` (or the env var)."
+)
+@click.option(
+    "--ca", "ca_path", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+    help="The fleet CA certificate (ca.pem from the controller's PKI folder).",
+)  # fmt: skip
+@click.option("--ca-sha256", default=None, help="Expected sha256 of the CA file, as `devices enroll` printed it.")
+def enroll(
+    config_path: Path | None,
+    name: str | None,
+    data_dir: str | None,
+    enroll_address: str,
+    token: str,
+    ca_path: Path,
+    ca_sha256: str | None,
+) -> None:
+    """Enroll this device once: its own key, a certificate from the fleet CA, the pinned manifest key."""
+    from jetfleet.agent.identity import enroll as do_enroll
+
+    config = _load(config_path, {"name": name, "data_dir": data_dir, "insecure": True})
+    identity = do_enroll(Path(config.data_dir), config.name, enroll_address, token, ca_path.read_bytes(), ca_sha256)
+    click.echo(f"enrolled as {identity.name}; identity stored in {identity.folder}")
 
 
 @cli.command()

@@ -319,6 +319,12 @@ def _check_job_threads(value: object) -> int:
     return threads
 
 
+def _check_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("true or false")
+    return value
+
+
 def _check_log_level(value: object) -> str:
     level = _string(value).strip().lower()
     if level not in LOG_LEVELS:
@@ -344,6 +350,7 @@ _VALIDATORS: dict[str, Callable[[object], object]] = {
     "workspace_fraction": _float_check(0.0, 1.0, low_open=True),
     "smoke_margin": _float_check(0.0, 100.0, low_open=False),
     "log_level": _check_log_level,
+    "insecure": _check_bool,
 }
 
 
@@ -396,6 +403,8 @@ class AgentConfig:
     smoke_margin: float = 1.0
     # info: what an operator reads in journalctl; debug is for chasing a problem.
     log_level: str = "info"
+    # False: mutual TLS and signed manifests; plaintext only when someone asks for it (local development).
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         """Validate every field (so no invalid config exists) and normalize types (list → tuple, str → Path)."""
@@ -517,6 +526,7 @@ _COMMENTS = {
     "max_backoff_s": "Longest wait, in seconds, between retries when the controller is unreachable.",
     "smoke_margin": "Percentage points the smoke-test accuracy may fall below the registry's figure.",
     "log_level": f"One of {list(LOG_LEVELS)}.",
+    "insecure": "Plaintext gRPC and unsigned manifests, for local development only (default: mutual TLS).",
     "max_store_bytes": "Cap on the artifact store plus the engine cache (bytes, or '8GiB', '1.5GB', ...).",
     "min_free_bytes": "Free disk space that must remain after accepting an upload.",
     "max_message_bytes": "Largest gRPC message the agent accepts.",

@@ -22,6 +22,7 @@ from jetfleet.agent.config import AgentConfig
 from jetfleet.agent.engines.base import Backend
 from jetfleet.agent.engines.choose import choose_backend, usable_backends
 from jetfleet.agent.errors import INVALID_ARGUMENT, AgentError
+from jetfleet.agent.identity import AgentIdentity
 from jetfleet.agent.inputs import JobInput, open_input
 from jetfleet.agent.jobs import JobParams, run_job
 from jetfleet.agent.outbox import Outbox
@@ -29,12 +30,12 @@ from jetfleet.agent.reporter import Reporter
 from jetfleet.agent.server import AgentServicer
 from jetfleet.agent.store import ArtifactStore
 from jetfleet.agent.telemetry import Telemetry, detect_device
-from jetfleet.common.device import DeviceInfo
+from jetfleet.common.device import DeviceInfo, TelemetrySample
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.fleet import DeploymentRecord, JobResult
 from jetfleet.common.version import __version__
 from jetfleet.proto import convert
-from jetfleet.proto.rpc import add_health, make_server
+from jetfleet.proto.rpc import add_health, bind, make_server
 from jetfleet.proto.v1 import agent_pb2 as apb
 from jetfleet.proto.v1 import agent_pb2_grpc
 
@@ -64,6 +65,7 @@ class Agent:
         self.manager = ModelManager(
             config.name, self.data_dir, self.store, self.backend, self.device, config.smoke_margin
         )
+        self.identity = _identity(config, self.data_dir)
         self.telemetry = Telemetry.start(interval_s=telemetry_interval_s)
         self.started_at = time.time()
         self.reporter: Reporter | None = None
@@ -77,7 +79,8 @@ class Agent:
         self.server = make_server(self.config.max_message_bytes)
         agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(self), self.server)
         add_health(self.server, ["jetfleet.v1.AgentService"])
-        self.port = self.server.add_insecure_port(self.config.listen)
+        creds = self.identity.credentials if self.identity is not None else None
+        self.port = bind(self.server, self.config.listen, creds)
         if self.port == 0:
             raise JetfleetError(f"cannot listen on {self.config.listen}", "is the port in use?")
         self.server.start()
@@ -107,6 +110,11 @@ class Agent:
         host = self.config.listen.rsplit(":", 1)[0]
         host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
         return f"{host}:{self.port}"
+
+    @property
+    def manifest_key(self) -> object | None:
+        """The pinned manifest key; None only for an unenrolled agent started with ``insecure``."""
+        return self.identity.manifest_key if self.identity is not None else None
 
     # -- operations called by the servicer --------------------------------
     def run_job(self, request: apb.JobRequest, progress: Callable[[str, int, int], None]) -> JobResult:
@@ -141,12 +149,16 @@ class Agent:
             warmup=params.warmup,
             iterations=params.iterations,
             started_at=started,
-            telemetry=tuple(self.telemetry.since(started)),
+            telemetry=self._job_telemetry(started),
             **measured.__dict__,
         )
         if self.reporter is not None:
             self.reporter.job_result(result)
         return result
+
+    def _job_telemetry(self, started: float) -> tuple[TelemetrySample, ...]:
+        """Samples taken during the job; a job shorter than the sampling interval gets the newest one."""
+        return tuple(self.telemetry.since(started)) or (self.telemetry.latest(),)
 
     def report_deployment(self, record: DeploymentRecord) -> None:
         if self.reporter is not None:
@@ -185,6 +197,25 @@ def _check_job_params(params: JobParams) -> None:
     ):
         if not low <= value <= high:
             raise AgentError(INVALID_ARGUMENT, f"{name} must be between {low} and {high}, got {value}")
+
+
+def _identity(config: AgentConfig, data_dir: Path) -> AgentIdentity | None:
+    """The enrolled identity; without one, only ``insecure`` may serve (plaintext, unsigned manifests)."""
+    identity = AgentIdentity.load(data_dir)
+    if identity is None:
+        if not config.insecure:
+            raise JetfleetError(
+                f"agent {config.name} is not enrolled (no identity in {data_dir})",
+                "run `jetfleet-agent enroll` with a token from `jetfleet devices enroll`, or pass --insecure",
+            )
+        log.warning("agent %s runs WITHOUT TLS and accepts unsigned manifests (--insecure)", config.name)
+        return None
+    if identity.name != config.name:
+        raise JetfleetError(
+            f"this agent is enrolled as {identity.name!r}, not {config.name!r}",
+            f"use --name {identity.name}, or enroll again under the new name",
+        )
+    return identity
 
 
 def _lock_data_dir(data_dir: Path) -> object:

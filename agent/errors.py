@@ -16,6 +16,7 @@ NOT_FOUND = "NOT_FOUND"  # no such model / artifact
 RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # disk or store quota
 DATA_LOSS = "DATA_LOSS"  # bytes arrived corrupted (size or hash mismatch)
 ABORTED = "ABORTED"  # a concurrent operation on the same thing; retry later
+PERMISSION_DENIED = "PERMISSION_DENIED"  # not signed by the pinned key, or for another device: never retried
 INTERNAL = "INTERNAL"  # a bug or an unexpected backend failure
 
 

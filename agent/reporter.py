@@ -21,7 +21,7 @@ import grpc
 
 from jetfleet.common.fleet import DeploymentRecord, JobResult
 from jetfleet.proto import convert
-from jetfleet.proto.rpc import QUICK_S, make_channel
+from jetfleet.proto.rpc import CONTROLLER_TLS_NAME, QUICK_S, make_channel
 from jetfleet.proto.v1 import controller_pb2 as cpb
 from jetfleet.proto.v1 import controller_pb2_grpc
 
@@ -62,7 +62,8 @@ class Reporter:
     def __init__(self, agent: Agent, address: str, outbox: Outbox) -> None:
         self.agent = agent
         self.address = address
-        self.channel = make_channel(address)
+        creds = agent.identity.credentials if agent.identity is not None else None
+        self.channel = make_channel(address, credentials=creds, server_name=CONTROLLER_TLS_NAME)
         self.stub = controller_pb2_grpc.ControllerServiceStub(self.channel)
         self.connected = False
         self.interval = agent.config.heartbeat_interval_s

@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from jetfleet.agent.errors import INVALID_ARGUMENT, AgentError
+from jetfleet.agent.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, PERMISSION_DENIED, AgentError
 from jetfleet.agent.store import IncompleteUpload
+from jetfleet.common import pki
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.fleet import Step
+from jetfleet.common.manifest import Manifest, ManifestError, SignedManifest
+from jetfleet.common.manifest import verify as verify_manifest
 from jetfleet.proto import convert
-from jetfleet.proto.rpc import status_code
+from jetfleet.proto.rpc import peer_certificate, status_code
 from jetfleet.proto.v1 import agent_pb2 as apb
-from jetfleet.proto.v1 import agent_pb2_grpc
+from jetfleet.proto.v1 import agent_pb2_grpc, common_pb2
 
 if TYPE_CHECKING:
     from jetfleet.agent.daemon import Agent
@@ -34,16 +37,29 @@ T = TypeVar("T")
 _DONE = object()
 
 
+# Why a manifest was refused -> the status the controller sees: PERMISSION_DENIED is permanent (never
+# retried), FAILED_PRECONDITION says the request may succeed once something changes (a fresh signature).
+_MANIFEST_CODES = {
+    "expired": FAILED_PRECONDITION,
+    "not-yet-valid": FAILED_PRECONDITION,
+    "downgrade": FAILED_PRECONDITION,
+}
+
+
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+    if isinstance(exc, ManifestError):
+        code = _MANIFEST_CODES.get(exc.reason, PERMISSION_DENIED)
+        context.abort(status_code(code), f"manifest rejected ({exc.reason}): {exc}")
     code = exc.code if isinstance(exc, AgentError) else INVALID_ARGUMENT
     context.abort(status_code(code), str(exc))
 
 
 def handled(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn user-fixable errors into a gRPC status carrying their message."""
+    """Only the controller may call; user-fixable errors become a gRPC status carrying their message."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> T:
+        self.check_caller(context)
         try:
             return method(self, request, context)
         except JetfleetError as exc:
@@ -85,6 +101,43 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
+    def check_caller(self, context: grpc.ServicerContext) -> None:
+        """With mutual TLS, the caller must hold the controller's certificate (the TLS layer checked the CA)."""
+        if self.agent.identity is None:
+            return  # --insecure: plaintext, nobody to check
+        pem = peer_certificate(context)
+        try:
+            identity = pki.identity_of(pem) if pem else None
+        except pki.PKIError:
+            identity = None
+        if identity is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate from the fleet CA is required")
+        if identity.role != "controller":  # type: ignore[union-attr]
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call a device; only the controller")
+
+    def verify(self, signed: common_pb2.SignedManifest | None, model: str | None = None) -> Manifest | None:
+        """The verified manifest (None when this agent runs unenrolled with --insecure and none was sent).
+
+        ``model`` names the model an accepted version applies to when the
+        caller knows it before parsing (a rollback request); otherwise it is the
+        manifest's own, checked after the signature.
+        """
+        key = self.agent.manifest_key
+        present = signed is not None and (signed.payload or signed.signature)
+        if key is None and not present:
+            return None
+        if key is None:
+            raise AgentError(FAILED_PRECONDITION, "this agent has no pinned manifest key; enroll it first")
+        sm = SignedManifest(signed.payload, signed.signature, signed.key_id) if present else None  # type: ignore[union-attr]
+        probe = verify_manifest(
+            sm,
+            key,
+            device_class=self.agent.device.device_class,
+            accepted_version=None,  # type: ignore[arg-type]
+        )
+        floor = self.agent.manager.accepted_version(model or probe.model)
+        return verify_manifest(sm, key, device_class=self.agent.device.device_class, accepted_version=floor)  # type: ignore[arg-type]
+
     @handled
     def GetUploadOffset(self, request: apb.UploadOffsetRequest, context: grpc.ServicerContext) -> apb.UploadOffset:
         ref = _required_artifact(request.artifact)
@@ -92,6 +145,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return apb.UploadOffset(present=state.present, offset=state.offset)
 
     def UploadArtifact(self, request_iterator: Iterator[apb.UploadChunk], context: grpc.ServicerContext) -> Any:
+        self.check_caller(context)
         try:
             return self._upload(request_iterator)
         except IncompleteUpload as exc:
@@ -104,6 +158,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if first is None or first.WhichOneof("payload") != "header":
             raise AgentError(INVALID_ARGUMENT, "an upload must start with a header message")
         ref = _required_artifact(first.header.artifact)
+        manifest = self.verify(first.header.manifest if first.header.HasField("manifest") else None)
+        if manifest is not None and not manifest.covers(ref.sha256):
+            raise AgentError(
+                PERMISSION_DENIED, f"artifact {ref.short} is not part of the signed manifest for {manifest.model}"
+            )
         with self.agent.store.upload(ref, first.header.offset) as upload:
             for msg in chunks:
                 if msg.WhichOneof("payload") != "data":
@@ -114,22 +173,53 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return apb.UploadResult(artifact=first.header.artifact, deduplicated=upload.present, received=upload.received)
 
     def Deploy(self, request: apb.DeployRequest, context: grpc.ServicerContext) -> Iterator[apb.DeployProgress]:
-        try:
-            spec = convert.spec_from_pb(request.spec)
-        except JetfleetError as exc:
-            _abort(context, exc)
+        self.check_caller(context)
         if not request.deployment_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "deployment_id is required")
+        try:
+            spec, downgrade = self._signed_spec(request)
+        except JetfleetError as exc:
+            log.warning("deployment %s refused: %s", request.deployment_id, exc)
+            _abort(context, exc)
         margin = request.smoke_margin if request.HasField("smoke_margin") else None
         yield from self._deployment(
             request.deployment_id,
             context,
-            lambda emit: self.agent.manager.deploy(request.deployment_id, spec, margin, emit),
+            lambda emit: self.agent.manager.deploy(request.deployment_id, spec, margin, emit, downgrade=downgrade),
         )
 
+    def _signed_spec(self, request: apb.DeployRequest) -> tuple[Any, bool]:
+        """The spec to deploy and whether it may go below the accepted version: the signed manifest's, or
+        (unenrolled, --insecure) the request's own."""
+        manifest = self.verify(request.manifest if request.HasField("manifest") else None)
+        if manifest is None:
+            return convert.spec_from_pb(request.spec), False
+        if manifest.spec is None or manifest.deployment_id != request.deployment_id:
+            raise ManifestError(
+                "mismatch", f"the manifest is for deployment {manifest.deployment_id}, not {request.deployment_id}"
+            )
+        if request.HasField("spec") and convert.spec_from_pb(request.spec) != manifest.spec:
+            raise ManifestError("mismatch", "the request's model spec differs from the signed manifest's")
+        return manifest.spec, manifest.rollback
+
     def Rollback(self, request: apb.RollbackRequest, context: grpc.ServicerContext) -> Iterator[apb.DeployProgress]:
+        self.check_caller(context)
         if not request.deployment_id or not request.model:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "deployment_id and model are required")
+        try:
+            manifest = self.verify(request.manifest if request.HasField("manifest") else None, request.model)
+            if manifest is not None and (
+                not manifest.rollback
+                or manifest.model != request.model
+                or manifest.deployment_id != request.deployment_id
+            ):
+                raise ManifestError(
+                    "mismatch",
+                    f"the manifest does not sign a rollback of {request.model} for deployment {request.deployment_id}",
+                )
+        except JetfleetError as exc:
+            log.warning("rollback %s refused: %s", request.deployment_id, exc)
+            _abort(context, exc)
         yield from self._deployment(
             request.deployment_id,
             context,
@@ -164,6 +254,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     context.abort(status_code(value.code), _failure_message(value.record))
 
     def RunJob(self, request: apb.JobRequest, context: grpc.ServicerContext) -> Iterator[apb.JobProgress]:
+        self.check_caller(context)
+
         def run(put: Callable[[Any], None]) -> Any:
             return self.agent.run_job(request, lambda phase, done, total: put(("progress", (phase, done, total))))
 

@@ -27,6 +27,8 @@ class AgentState:
     active: dict[str, ModelSlot] = field(default_factory=dict)
     previous: dict[str, list[ModelSlot]] = field(default_factory=dict)  # oldest first
     history: list[DeploymentRecord] = field(default_factory=list)  # oldest first
+    # Anti-rollback: per model, the version this agent last accepted; lower ones need a signed rollback.
+    accepted: dict[str, int] = field(default_factory=dict)
 
     def record(self, rec: DeploymentRecord) -> None:
         """Insert or replace (by deployment id) a deployment record."""
@@ -48,6 +50,7 @@ class AgentState:
             "active": {k: v.to_dict() for k, v in self.active.items()},
             "previous": {k: [s.to_dict() for s in v] for k, v in self.previous.items()},
             "history": [r.to_dict() for r in self.history],
+            "accepted": dict(self.accepted),
         }
 
     def save(self, path: Path) -> None:
@@ -65,6 +68,7 @@ class AgentState:
                 active={k: ModelSlot.from_dict(v) for k, v in data["active"].items()},
                 previous={k: [ModelSlot.from_dict(s) for s in v] for k, v in data["previous"].items()},
                 history=[DeploymentRecord.from_dict(r) for r in data["history"]],
+                accepted={str(k): int(v) for k, v in data.get("accepted", {}).items()},  # absent before signing
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise JetfleetError(f"agent state {path} is unreadable: {exc}", "restore it or move it away") from exc

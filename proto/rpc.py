@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from jetfleet.common.errors import JetfleetError
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 4 MiB chunk plus headroom, or a batch of inline job images
 DEFAULT_CHUNK = 256 * 1024  # upload chunk: fastest and leanest in benchmarks/transfer.py (2-core loopback)
@@ -42,8 +46,73 @@ def make_server(max_bytes: int = MAX_MESSAGE_BYTES, workers: int = 16) -> grpc.S
     return grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
 
 
-def make_channel(address: str, max_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=_options(max_bytes))
+CONTROLLER_TLS_NAME = "jetfleet-controller"  # the DNS name every controller certificate carries
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One side's mutual-TLS material: the fleet CA, its own certificate and key (PEM bytes).
+
+    Both servers require a client certificate signed by the CA; both clients
+    check the server's certificate against the CA and a fixed name (the
+    controller's, or the device's own name), so an address or DNS record is
+    never what is trusted.
+    """
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    @classmethod
+    def load(cls, ca: Path, cert: Path, key: Path) -> Credentials:
+        try:
+            return cls(ca.read_bytes(), cert.read_bytes(), key.read_bytes())
+        except OSError as exc:
+            raise JetfleetError(
+                f"cannot read TLS material: {exc}",
+                "run `jetfleet certs init` (controller) or `jetfleet-agent enroll` (device) first, or pass --insecure",
+            ) from exc
+
+    def server(self, require_client_cert: bool = True) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem, require_client_auth=require_client_cert
+        )
+
+    def channel(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
+
+
+def bind(server: grpc.Server, address: str, credentials: Credentials | None, require_client_cert: bool = True) -> int:
+    """Listen on ``address`` with mutual TLS, or in plaintext when ``credentials`` is None; the bound port."""
+    if credentials is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, credentials.server(require_client_cert))
+
+
+def make_channel(
+    address: str,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    credentials: Credentials | None = None,
+    server_name: str | None = None,
+    ca_only: bytes | None = None,
+) -> grpc.Channel:
+    """A channel to ``address``: plaintext, mutual TLS (``credentials``), or server-only TLS (``ca_only``).
+
+    ``server_name`` is the name the server's certificate must carry (TLS only).
+    """
+    options = _options(max_bytes)
+    if credentials is None and ca_only is None:
+        return grpc.insecure_channel(address, options=options)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    creds = credentials.channel() if credentials is not None else grpc.ssl_channel_credentials(ca_only)
+    return grpc.secure_channel(address, creds, options=options)
+
+
+def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
+    """The PEM certificate the caller authenticated with (mutual TLS), or None (plaintext, or none sent)."""
+    pem = context.auth_context().get("x509_pem_cert")
+    return pem[0] if pem else None
 
 
 def add_health(server: grpc.Server, services: Iterable[str]) -> health.HealthServicer:

@@ -20,8 +20,12 @@ from rich.console import Console
 
 from jetfleet.agent.config import AgentConfig
 from jetfleet.agent.daemon import Agent
+from jetfleet.agent.identity import AgentIdentity, store_identity
+from jetfleet.common import pki
 from jetfleet.controller.fleet.agent_client import AgentClient
+from jetfleet.controller.fleet.security import FleetPKI, init_pki
 from jetfleet.controller.fleet.specs import Deployable, deployable
+from jetfleet.proto.v1 import controller_pb2 as cpb
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,38 @@ def digits_model(tmp_path_factory: pytest.TempPathFactory) -> DigitsModel:
     return model
 
 
+@pytest.fixture(scope="session")
+def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> FleetPKI:
+    """One fleet CA and manifest key for the whole test session (made as `jetfleet certs init` makes it)."""
+    folder = tmp_path_factory.mktemp("pki")
+    init_pki(folder)
+    return FleetPKI(folder)
+
+
+def provision(data_dir: Path, name: str, fleet: FleetPKI) -> AgentIdentity:
+    """Give an agent the identity enrollment would (same files, same checks), without the token round trip."""
+    key = pki.new_private_key()
+    cert = fleet.issue_device(name, pki.make_csr(key, pki.Identity("device", name)))
+    reply = cpb.EnrollResponse(
+        certificate_pem=cert, ca_pem=fleet.ca_pem, manifest_public_key_pem=fleet.signing_public_pem()
+    )
+    return store_identity(data_dir / "identity", pki.Identity("device", name), key, reply, "provisioned by a test")
+
+
+def client_for(agent: Agent, fleet: FleetPKI | None) -> AgentClient:
+    """The controller's view of ``agent``: mutual TLS and signed manifests, or plaintext for --insecure."""
+    address = f"127.0.0.1:{agent.port}"
+    if fleet is None:
+        return AgentClient(address, agent.name)
+    return AgentClient(
+        address,
+        agent.name,
+        credentials=fleet.controller_credentials(),
+        signer=fleet.signer(),
+        device_class=agent.device.device_class,
+    )
+
+
 @dataclass
 class RunningAgent:
     agent: Agent
@@ -83,15 +119,18 @@ def agent_config(data_dir: Path, name: str = "jetson-01", **overrides: Any) -> A
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
-    """``start_agent(name, **config)`` serves an agent on loopback; all are stopped after the test."""
+def start_agent(tmp_path: Path, fleet_pki: FleetPKI) -> Iterator[StartAgent]:
+    """``start_agent(name, **config)`` serves an enrolled agent on loopback (mutual TLS, signed manifests;
+    ``insecure=True``: unenrolled, plaintext); all are stopped after the test."""
     running: list[RunningAgent] = []
 
     def start(name: str = "jetson-01", data_dir: Path | None = None, **overrides: Any) -> RunningAgent:
         config = agent_config(data_dir or tmp_path / name, name, **overrides)
+        if not config.insecure and AgentIdentity.load(config.data_dir) is None:
+            provision(config.data_dir, name, fleet_pki)
         agent = Agent(config, telemetry_interval_s=0.2)
-        port = agent.start()
-        ra = RunningAgent(agent, AgentClient(f"127.0.0.1:{port}", name), config)
+        agent.start()
+        ra = RunningAgent(agent, client_for(agent, None if config.insecure else fleet_pki), config)
         running.append(ra)
         return ra
 

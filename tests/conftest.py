@@ -48,4 +48,4 @@ def cli(tmp_path: Path):
 
 
 # Agents on loopback and a digits model to deploy to them (tests/agents.py), for the agent and fleet suites.
-from agents import digits_model, start_agent  # noqa: E402, F401
+from agents import digits_model, fleet_pki, start_agent  # noqa: E402, F401

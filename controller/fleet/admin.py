@@ -13,6 +13,7 @@ import grpc
 
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.fleet.rollout import WaveResult, check_gate, plan_waves
+from jetfleet.controller.fleet.security import TOKEN_TTL_S
 from jetfleet.controller.fleet.select import select_devices
 from jetfleet.controller.fleet.specs import deployable
 from jetfleet.controller.fleet.store import DeviceRecord
@@ -33,10 +34,12 @@ def _abort(context: grpc.ServicerContext, exc: JetfleetError) -> None:
 
 
 def _handled(method: Callable[..., T]) -> Callable[..., T]:
-    """User errors (unknown model, selector matching nothing) become INVALID_ARGUMENT/NOT_FOUND with the message."""
+    """Only operators may call; user errors (unknown model, selector matching nothing) become
+    INVALID_ARGUMENT/NOT_FOUND with the message."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> T:
+        self.controller.gate.admin(context)
         try:
             return method(self, request, context)
         except JetfleetError as exc:
@@ -97,11 +100,38 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return self.view(self.store.set_tags(request.name, dict(request.add), tuple(request.remove)), time.time())
 
     @_handled
+    def CreateEnrollment(self, request: adm.CreateEnrollmentRequest, context: grpc.ServicerContext) -> adm.Enrollment:
+        enrollments, pki_ = self.controller.enrollments, self.controller.pki
+        if enrollments is None or pki_ is None:
+            raise JetfleetError("this controller runs with --insecure: there is nothing to enroll into")
+        token = enrollments.create(request.name, request.ttl_s or TOKEN_TTL_S)
+        return adm.Enrollment(
+            name=token.name,
+            token=token.token,
+            expires_at=token.expires_at,
+            enroll_address=self.controller.enroll_address,
+            ca_sha256=pki_.ca_sha256,
+        )
+
+    @_handled
+    def RevokeDevice(self, request: adm.RevokeDeviceRequest, context: grpc.ServicerContext) -> adm.RevokeDeviceResponse:
+        if self.controller.enrollments is None:
+            raise JetfleetError("this controller runs with --insecure: it has no certificates to revoke")
+        revoked = self.controller.enrollments.revoke(request.name)
+        known = any(d.name == request.name for d in self.store.devices())
+        if not revoked and not known:
+            raise JetfleetError(f"no device named {request.name!r} and no certificate issued to it")
+        if known:  # nothing more is pushed to it; it may enroll again with a new token
+            self.store.remove_device(request.name)
+        return adm.RevokeDeviceResponse(revoked=revoked)
+
+    @_handled
     def RemoveDevice(self, request: adm.RemoveDeviceRequest, context: grpc.ServicerContext) -> adm.RemoveDeviceResponse:
         self.store.remove_device(request.name)
         return adm.RemoveDeviceResponse()
 
     def Deploy(self, request: adm.FleetDeployRequest, context: grpc.ServicerContext) -> Iterator[adm.FleetDeployEvent]:
+        self.controller.gate.admin(context)
         try:
             targets = select_devices(request.selector, self.store.devices())
             dep = deployable(self.controller.registry, request.model, request.precision or "fp32")
@@ -210,6 +240,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def Rollback(
         self, request: adm.FleetRollbackRequest, context: grpc.ServicerContext
     ) -> Iterator[adm.FleetDeployEvent]:
+        self.controller.gate.admin(context)
         try:
             targets = select_devices(request.selector, self.store.devices())
         except JetfleetError as exc:
@@ -221,6 +252,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         yield adm.FleetDeployEvent(rollout_id=rollout, phase="done")
 
     def RunJobs(self, request: adm.FleetJobRequest, context: grpc.ServicerContext) -> Iterator[adm.FleetJobEvent]:
+        self.controller.gate.admin(context)
         try:
             targets = select_devices(request.selector, self.store.devices())
         except JetfleetError as exc:

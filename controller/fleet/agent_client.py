@@ -14,17 +14,31 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.fleet import ArtifactRef, DeploymentRecord, JobResult, ModelSpec, Step
 from jetfleet.common.hashing import sha256_file
+from jetfleet.common.manifest import SignedManifest
 from jetfleet.proto import convert
-from jetfleet.proto.rpc import DEFAULT_CHUNK, DEPLOY_S, JOB_S, MAX_MESSAGE_BYTES, QUICK_S, UPLOAD_S, make_channel
+from jetfleet.proto.rpc import (
+    DEFAULT_CHUNK,
+    DEPLOY_S,
+    JOB_S,
+    MAX_MESSAGE_BYTES,
+    QUICK_S,
+    UPLOAD_S,
+    Credentials,
+    make_channel,
+)
 from jetfleet.proto.v1 import agent_pb2 as apb
 from jetfleet.proto.v1 import agent_pb2_grpc
+from jetfleet.proto.v1 import common_pb2 as cpb
+
+if TYPE_CHECKING:
+    from jetfleet.controller.fleet.security import ManifestSigner
 
 # Worth another attempt from the agent's offset: the link or the agent went away, not the data.
 RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -65,11 +79,41 @@ JobProgressFn = Callable[[str, int, int], None]
 
 
 class AgentClient:
-    def __init__(self, address: str, name: str | None = None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    """One agent's client: mutual TLS with ``credentials`` (the device's certificate must carry ``name``),
+    and manifests signed by ``signer`` for ``device_class`` on every upload, deployment and rollback.
+
+    Without credentials it speaks plaintext, and without a signer it sends no
+    manifests: what an unenrolled agent started with ``--insecure`` accepts.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        name: str | None = None,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        credentials: Credentials | None = None,
+        signer: ManifestSigner | None = None,
+        device_class: str | None = None,
+    ) -> None:
         self.address = address
         self.name = name or address
-        self.channel = make_channel(address, max_bytes)
+        self.channel = make_channel(address, max_bytes, credentials, server_name=self.name)
         self.stub = agent_pb2_grpc.AgentServiceStub(self.channel)
+        self.signer = signer
+        self._device_class = device_class
+
+    @property
+    def device_class(self) -> str:
+        """The class manifests are signed for; asked of the agent once when the caller did not say."""
+        if self._device_class is None:
+            self._device_class = self.status(history=0).device.device_class
+        return self._device_class
+
+    def sign(self, spec: ModelSpec, deployment_id: str, rollback: bool = False) -> cpb.SignedManifest | None:
+        """A manifest for deploying ``spec`` (None without a signer)."""
+        if self.signer is None:
+            return None
+        return _manifest_pb(self.signer.deploy(deployment_id, spec, self.device_class, rollback))
 
     def close(self) -> None:
         self.channel.close()
@@ -107,8 +151,12 @@ class AgentClient:
         progress: UploadProgress | None = None,
         attempts: int = 8,
         timeout: float = UPLOAD_S,
+        manifest: cpb.SignedManifest | None = None,
     ) -> UploadOutcome:
-        """Send ``path`` (hashed here unless ``ref`` is given), resuming from the agent's offset on failure."""
+        """Send ``path`` (hashed here unless ``ref`` is given), resuming from the agent's offset on failure.
+
+        ``manifest`` must cover the artifact: an enrolled agent accepts no byte without one.
+        """
         if ref is None:
             ref = ArtifactRef(*sha256_file(path))
         sent, offsets = 0, []
@@ -120,7 +168,7 @@ class AgentClient:
             counter = _Counter()
             try:
                 self.stub.UploadArtifact(
-                    _chunks(path, ref, state.offset, chunk_size, counter, progress), timeout=timeout
+                    _chunks(path, ref, state.offset, chunk_size, counter, progress, manifest), timeout=timeout
                 )
                 return UploadOutcome(ref, False, sent + counter.bytes, tuple(offsets))
             except grpc.RpcError as exc:
@@ -140,11 +188,21 @@ class AgentClient:
         smoke_margin: float | None = None,
         progress: DeployProgressFn | None = None,
         timeout: float = DEPLOY_S,
+        manifest: cpb.SignedManifest | None = None,
+        rollback: bool = False,
     ) -> DeployOutcome:
-        """Activate ``spec`` (its artifacts uploaded first); the outcome carries the agent's record."""
-        request = apb.DeployRequest(deployment_id=deployment_id or uuid.uuid4().hex, spec=convert.spec_to_pb(spec))
+        """Activate ``spec`` (its artifacts uploaded first); the outcome carries the agent's record.
+
+        ``manifest`` defaults to one signed here; ``rollback`` signs it as an
+        explicit rollback, allowed below the version the agent accepted last.
+        """
+        deployment_id = deployment_id or uuid.uuid4().hex
+        request = apb.DeployRequest(deployment_id=deployment_id, spec=convert.spec_to_pb(spec))
         if smoke_margin is not None:
             request.smoke_margin = smoke_margin
+        manifest = manifest or self.sign(spec, deployment_id, rollback)
+        if manifest is not None:
+            request.manifest.CopyFrom(manifest)
         return self._deployment(self.stub.Deploy(request, timeout=timeout), progress)
 
     def rollback(
@@ -155,6 +213,9 @@ class AgentClient:
         timeout: float = DEPLOY_S,
     ) -> DeployOutcome:
         request = apb.RollbackRequest(deployment_id=deployment_id or uuid.uuid4().hex, model=model)
+        if self.signer is not None:
+            signed = self.signer.rollback(request.deployment_id, model, self.device_class)
+            request.manifest.CopyFrom(_manifest_pb(signed))
         return self._deployment(self.stub.Rollback(request, timeout=timeout), progress)
 
     def _deployment(self, stream: Iterator[apb.DeployProgress], progress: DeployProgressFn | None) -> DeployOutcome:
@@ -174,13 +235,21 @@ class AgentClient:
         return DeployOutcome(record, grpc.StatusCode.OK, "")
 
     def push(
-        self, spec: ModelSpec, files: dict[str, Path], chunk_size: int = DEFAULT_CHUNK, **deploy: Any
+        self,
+        spec: ModelSpec,
+        files: dict[str, Path],
+        chunk_size: int = DEFAULT_CHUNK,
+        deployment_id: str | None = None,
+        rollback: bool = False,
+        **deploy: Any,
     ) -> DeployOutcome:
-        """Upload the spec's artifacts (skipping those the agent has) and deploy it."""
+        """Upload the spec's artifacts (skipping those the agent has) and deploy it, all under one manifest."""
+        deployment_id = deployment_id or uuid.uuid4().hex
+        manifest = self.sign(spec, deployment_id, rollback)
         for ref in (spec.onnx, spec.test_set):
             if ref is not None:
-                self.upload(files[ref.sha256], ref, chunk_size)
-        return self.deploy(spec, **deploy)
+                self.upload(files[ref.sha256], ref, chunk_size, manifest=manifest)
+        return self.deploy(spec, deployment_id=deployment_id, manifest=manifest, **deploy)
 
     # -- jobs -------------------------------------------------------------------
     def run_job(
@@ -230,15 +299,28 @@ class AgentClient:
         raise AgentCallError(self.name, grpc.StatusCode.INTERNAL, "job stream ended without a result")
 
 
+def _manifest_pb(signed: SignedManifest) -> cpb.SignedManifest:
+    return cpb.SignedManifest(payload=signed.payload, signature=signed.signature, key_id=signed.key_id)
+
+
 class _Counter:
     bytes = 0
 
 
 def _chunks(
-    path: Path, ref: ArtifactRef, offset: int, size: int, counter: _Counter, progress: UploadProgress | None
+    path: Path,
+    ref: ArtifactRef,
+    offset: int,
+    size: int,
+    counter: _Counter,
+    progress: UploadProgress | None,
+    manifest: cpb.SignedManifest | None = None,
 ) -> Iterator[apb.UploadChunk]:
     """A header, then the file from ``offset`` in ``size`` pieces: one chunk in memory at a time."""
-    yield apb.UploadChunk(header=apb.UploadHeader(artifact=convert.artifact_to_pb(ref), offset=offset))
+    header = apb.UploadHeader(artifact=convert.artifact_to_pb(ref), offset=offset)
+    if manifest is not None:
+        header.manifest.CopyFrom(manifest)
+    yield apb.UploadChunk(header=header)
     with open(path, "rb") as fh:
         fh.seek(offset)
         while data := fh.read(size):

@@ -22,23 +22,57 @@ from rich.console import Console
 from rich.table import Table
 
 from jetfleet.common.errors import JetfleetError
-from jetfleet.proto.rpc import QUICK_S, make_channel
+from jetfleet.proto.rpc import CONTROLLER_TLS_NAME, QUICK_S, make_channel
 from jetfleet.proto.v1 import admin_pb2 as adm
 from jetfleet.proto.v1 import admin_pb2_grpc
 
 DEFAULT_CONTROLLER = "127.0.0.1:50050"
-controller_option = click.option(
-    "--controller",
-    "address",
-    default=lambda: os.environ.get("JETFLEET_CONTROLLER", DEFAULT_CONTROLLER),
-    show_default="$JETFLEET_CONTROLLER or 127.0.0.1:50050",
-    help="Address of the controller daemon.",
-)
+INSECURE_ENV = "JETFLEET_INSECURE"  # "1": talk plaintext to a controller started with --insecure
+
+
+def _remember_insecure(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["jetfleet.insecure"] = True
+
+
+def controller_option(fn: Any) -> Any:
+    """``--controller`` and ``--insecure`` for every command that calls the controller."""
+    fn = click.option(
+        "--insecure",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_insecure,
+        help=f"Plaintext, for a controller started with --insecure (also ${INSECURE_ENV}=1).",
+    )(fn)
+    return click.option(
+        "--controller",
+        "address",
+        default=lambda: os.environ.get("JETFLEET_CONTROLLER", DEFAULT_CONTROLLER),
+        show_default="$JETFLEET_CONTROLLER or 127.0.0.1:50050",
+        help="Address of the controller daemon.",
+    )(fn)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+def insecure_requested() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get("jetfleet.insecure")) or os.environ.get(INSECURE_ENV, "") not in ("", "0")
+
+
+def admin_channel(address: str, insecure: bool | None = None) -> grpc.Channel:
+    """Mutual TLS with the operator's certificate from the PKI folder, unless plaintext was asked for."""
+    if insecure_requested() if insecure is None else insecure:
+        return make_channel(address)
+    from jetfleet.controller.fleet.security import FleetPKI, default_pki_dir
+
+    folder = Path(os.environ.get("JETFLEET_PKI") or default_pki_dir())
+    return make_channel(address, credentials=FleetPKI(folder).admin_credentials(), server_name=CONTROLLER_TLS_NAME)
+
+
 def _stub(address: str) -> admin_pb2_grpc.AdminServiceStub:
-    return admin_pb2_grpc.AdminServiceStub(make_channel(address))
+    return admin_pb2_grpc.AdminServiceStub(admin_channel(address))
 
 
 def _call(address: str, fn: Any) -> Any:
@@ -78,11 +112,32 @@ def controller_group() -> None:
 @click.option("--fanout", default=32, show_default=True, help="Devices pushed to at once.")
 @click.option("--offline-after", default=90.0, show_default=True, help="Seconds without heartbeats before offline.")
 @click.option("--heartbeat-interval", default=10.0, show_default=True, help="Seconds between agent heartbeats.")
-def serve_cmd(listen: str, db: str | None, fanout: int, offline_after: float, heartbeat_interval: float) -> None:
-    """Serve agents and the CLI; reconcile the fleet until SIGTERM/SIGINT."""
+@click.option(
+    "--enroll-listen", default="0.0.0.0:50049", show_default=True, help="host:port where devices enroll (TLS)."
+)
+@click.option(
+    "--pki",
+    "pki_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The fleet's PKI folder (default: $JETFLEET_PKI or JETFLEET_HOME/pki, made by `jetfleet certs init`).",
+)
+@click.option("--insecure", is_flag=True, help="Plaintext, no enrollment, unsigned manifests: local development only.")
+def serve_cmd(
+    listen: str,
+    db: str | None,
+    fanout: int,
+    offline_after: float,
+    heartbeat_interval: float,
+    enroll_listen: str,
+    pki_dir: Path | None,
+    insecure: bool,
+) -> None:
+    """Serve agents and the CLI over mutual TLS; reconcile the fleet until SIGTERM/SIGINT."""
     import logging
 
     from jetfleet.controller.fleet.daemon import Controller, ControllerSettings
+    from jetfleet.controller.fleet.security import FleetPKI, default_pki_dir
     from jetfleet.controller.registry.store import Registry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,9 +147,15 @@ def serve_cmd(listen: str, db: str | None, fanout: int, offline_after: float, he
         heartbeat_interval_s=heartbeat_interval,
         offline_after_s=offline_after,
         stale_after_s=min(30.0, offline_after / 3),
+        enroll_listen=enroll_listen,
     )
-    controller = Controller(Registry.open(db), settings)
+    fleet_pki = None if insecure else FleetPKI(pki_dir or Path(os.environ.get("JETFLEET_PKI") or default_pki_dir()))
+    controller = Controller(Registry.open(db), settings, fleet_pki)
     port = controller.start()
+    if insecure:
+        click.echo("WARNING: plaintext gRPC, no client certificates, unsigned manifests (--insecure)", err=True)
+    else:
+        click.echo(f"jetfleet controller enrollment on {controller.enroll_address}", err=True)
     click.echo(f"jetfleet controller listening on port {port}", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -481,7 +542,10 @@ def demo_cmd(out: Path, epochs: int, keep_running: bool) -> None:
 
 
 def attach(cli: click.Group) -> None:
+    from jetfleet.controller.fleet.security_cli import certs_group  # also adds `devices enroll|revoke`
+
     for command in (
+        certs_group,
         controller_group,
         devices_group,
         deploy_cmd,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,11 +28,12 @@ from jetfleet.common.errors import JetfleetError
 from jetfleet.common.fleet import ModelSpec
 from jetfleet.controller.fleet.agent_client import AgentCallError, AgentClient
 from jetfleet.controller.fleet.reconcile import Attempt, Decision, decide
-from jetfleet.controller.fleet.service import ControllerServicer
+from jetfleet.controller.fleet.security import Enrollments, FleetPKI, Gate
+from jetfleet.controller.fleet.service import ControllerServicer, EnrollmentServicer
 from jetfleet.controller.fleet.store import DeviceRecord, FleetStore, Liveness, liveness
 from jetfleet.controller.registry.store import Registry
 from jetfleet.proto import convert
-from jetfleet.proto.rpc import add_health, make_server
+from jetfleet.proto.rpc import add_health, bind, make_server
 from jetfleet.proto.v1 import admin_pb2 as adm
 from jetfleet.proto.v1 import admin_pb2_grpc, controller_pb2_grpc
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ControllerSettings:
     listen: str = "0.0.0.0:50050"  # agents on the LAN dial in; the admin API shares the port
+    enroll_listen: str = "0.0.0.0:50049"  # server-only TLS, one RPC: devices without a certificate yet
     fanout: int = 32  # concurrent pushes: enough to saturate a workstation NIC, bounded threads
     interval_s: float = 1.0  # reconcile tick; changes also wake the loop at once
     heartbeat_interval_s: float = 10.0
@@ -73,10 +76,19 @@ class EventBus:
 
 
 class Controller:
-    def __init__(self, registry: Registry, settings: ControllerSettings) -> None:
+    """``pki`` None means ``--insecure``: plaintext everywhere, no enrollment, unsigned manifests."""
+
+    def __init__(self, registry: Registry, settings: ControllerSettings, pki: FleetPKI | None = None) -> None:
         self.registry = registry
         self.settings = settings
+        self.pki = pki
         self.store = FleetStore(registry.engine)
+        self.enrollments = Enrollments(registry.engine) if pki is not None else None
+        self.gate = Gate(self.enrollments)
+        self.credentials = pki.controller_credentials() if pki is not None else None
+        self.signer = pki.signer() if pki is not None else None
+        self.enroll_server: grpc.Server | None = None
+        self.enroll_address = ""
         self.events = EventBus()
         self.pool = ThreadPoolExecutor(max_workers=settings.fanout, thread_name_prefix="push")
         self._in_flight: set[tuple[str, str]] = set()
@@ -94,20 +106,50 @@ class Controller:
 
         self.server = make_server(workers=64)
         controller_pb2_grpc.add_ControllerServiceServicer_to_server(
-            ControllerServicer(self.store, self.settings.heartbeat_interval_s, on_change=self.wake), self.server
+            ControllerServicer(self.store, self.settings.heartbeat_interval_s, on_change=self.wake, gate=self.gate),
+            self.server,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self), self.server)
         add_health(self.server, ["jetfleet.v1.ControllerService", "jetfleet.v1.AdminService"])
-        self.port = self.server.add_insecure_port(self.settings.listen)
+        self.port = bind(self.server, self.settings.listen, self.credentials)
         if self.port == 0:
             raise JetfleetError(f"cannot listen on {self.settings.listen}", "is another controller running?")
+        if self.pki is not None and self.enrollments is not None:
+            self._start_enrollment(self.pki, self.enrollments)
         self.server.start()
         self._thread.start()
         return self.port
 
+    def _start_enrollment(self, pki: FleetPKI, enrollments: Enrollments) -> None:
+        """The enrollment port: TLS with the controller's certificate, no client certificate asked."""
+        self.enroll_server = make_server(workers=4)
+        controller_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+            EnrollmentServicer(pki, enrollments), self.enroll_server
+        )
+        assert self.credentials is not None
+        port = bind(self.enroll_server, self.settings.enroll_listen, self.credentials, require_client_cert=False)
+        if port == 0:
+            raise JetfleetError(f"cannot listen on {self.settings.enroll_listen}", "pass another --enroll-listen")
+        host = self.settings.enroll_listen.rsplit(":", 1)[0]
+        self.enroll_address = f"{socket.gethostname() if host in ('0.0.0.0', '[::]', '') else host}:{port}"
+        self.enroll_server.start()
+        log.info("enrollment on port %d", port)
+
+    def client(self, device: DeviceRecord) -> AgentClient:
+        """A client for ``device``: mutual TLS against its name, manifests signed for its class."""
+        return AgentClient(
+            device.address,
+            device.name,
+            credentials=self.credentials,
+            signer=self.signer,
+            device_class=device.device.device_class,
+        )
+
     def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self.enroll_server is not None:
+            self.enroll_server.stop(0)
         if self.server is not None:
             self.server.stop(grace).wait()
         self._thread.join(timeout=5)
@@ -148,10 +190,17 @@ class Controller:
                 if key in self._in_flight:
                     continue
                 self._in_flight.add(key)
-            self.pool.submit(self._push, devices[action.device].address, action.device, action.spec)
+            self.pool.submit(self._push, devices[action.device], action.spec)
 
-    def _push(self, address: str, device: str, spec: ModelSpec) -> None:
-        """Upload what the device lacks and deploy; record how it ended (I/O side of the loop)."""
+    def _push(self, target: DeviceRecord, spec: ModelSpec) -> None:
+        """Upload what the device lacks and deploy; record how it ended (I/O side of the loop).
+
+        Going below the version the device serves is what the operator asked
+        for (desired state), so the manifest says so: a signed rollback.
+        """
+        device = target.name
+        serving = target.serves(spec.model)
+        downgrade = serving is not None and spec.version < serving.spec.version
         rollout = next((d.rollout_id for d in self.store.desired(device) if d.spec.model == spec.model), "")
 
         def event(phase: str, message: str = "", **kw: object) -> None:
@@ -162,11 +211,12 @@ class Controller:
         code, reason = "INTERNAL", ""
         try:
             files = {sha: self.registry.blob_path(sha) for sha in _shas(spec)}
-            with AgentClient(address, device) as client:
+            with self.client(target) as client:
                 event("uploading", f"sending {spec.onnx.short}")
                 outcome = client.push(
                     spec,
                     files,
+                    rollback=downgrade,
                     progress=lambda step, msg, frac: event("step", msg, step=int(step), fraction=frac),
                     timeout=self.settings.agent_timeout_s,
                 )
@@ -204,7 +254,7 @@ class Controller:
                 )
             self._in_flight.add(key)  # the loop must not push the old desired version meanwhile
         try:
-            with AgentClient(device.address, device.name) as client:
+            with self.client(device) as client:
                 outcome = client.rollback(
                     model, deployment_id=f"{rollout}-{device.name}", timeout=self.settings.agent_timeout_s
                 )
@@ -243,8 +293,12 @@ class Controller:
                 job_id=job_id, device=device.name, phase="failed", message=f"{slot.spec.ref} has no test set"
             )
         try:
-            with AgentClient(device.address, device.name) as client:
-                client.upload(self.registry.blob_path(slot.spec.test_set.sha256), slot.spec.test_set)
+            with self.client(device) as client:
+                client.upload(
+                    self.registry.blob_path(slot.spec.test_set.sha256),
+                    slot.spec.test_set,
+                    manifest=client.sign(slot.spec, job_id),  # the test set of a version the device accepted
+                )
                 result = client.run_job(
                     model=request.model,
                     test_set=slot.spec.test_set,

@@ -72,3 +72,30 @@ class JobResultRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)  # JobResult message (JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EnrollmentToken(Base):
+    """A single-use, expiring token for one device name; only the secret's sha256 is stored."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the public half of "<id>.<secret>"
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IssuedCertificate(Base):
+    """Every certificate the fleet CA issued to a device; a revoked one is refused on every call."""
+
+    __tablename__ = "certificates"
+
+    serial: Mapped[str] = mapped_column(String(48), primary_key=True)  # hex: serials are 159-bit
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import grpc
 
+from jetfleet.common import pki
 from jetfleet.common.errors import JetfleetError
+from jetfleet.controller.fleet.security import Enrollments, FleetPKI, Gate
 from jetfleet.controller.fleet.store import DeviceRecord, FleetStore
 from jetfleet.proto import convert
 from jetfleet.proto.v1 import controller_pb2 as cpb
@@ -32,14 +34,17 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
         store: FleetStore,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
         on_change: Callable[[], None] = lambda: None,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate or Gate(None)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.on_change = on_change  # wakes the reconcile loop: an agent registers when it starts or its link returns
 
     def Register(self, request: cpb.RegisterRequest, context: grpc.ServicerContext) -> cpb.RegisterResponse:
         if not request.name or not request.address:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name and address are required")
+        self.gate.device(context, request.name)
         try:
             rec = DeviceRecord(
                 name=request.name,
@@ -56,6 +61,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
         return cpb.RegisterResponse(heartbeat_interval_s=self.heartbeat_interval_s)
 
     def Heartbeat(self, request: cpb.HeartbeatRequest, context: grpc.ServicerContext) -> cpb.HeartbeatResponse:
+        self.gate.device(context, request.name)
         known = self.store.heartbeat(
             request.name,
             convert.telemetry_from_pb(request.telemetry),
@@ -65,7 +71,32 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
         return cpb.HeartbeatResponse(reregister=not known)
 
     def ReportDeployment(self, request: cpb.DeploymentReport, context: grpc.ServicerContext) -> cpb.Ack:
+        self.gate.device(context, request.record.agent)
         return cpb.Ack(duplicate=not self.store.add_deployment(convert.record_from_pb(request.record), time.time()))
 
     def ReportJobResult(self, request: cpb.JobResultReport, context: grpc.ServicerContext) -> cpb.Ack:
+        self.gate.device(context, request.result.agent)
         return cpb.Ack(duplicate=not self.store.add_job(convert.job_result_from_pb(request.result), time.time()))
+
+
+class EnrollmentServicer(controller_pb2_grpc.EnrollmentServiceServicer):
+    """Trades a single-use token and a CSR for a device certificate (served with server-only TLS)."""
+
+    def __init__(self, pki_: FleetPKI, enrollments: Enrollments) -> None:
+        self.pki = pki_
+        self.enrollments = enrollments
+
+    def Enroll(self, request: cpb.EnrollRequest, context: grpc.ServicerContext) -> cpb.EnrollResponse:
+        try:  # the request is checked before the token is spent: a malformed CSR must not burn it
+            pki.csr_public_key(request.csr_pem, pki.Identity("device", request.name))
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            self.enrollments.consume(request.name, request.token)
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        cert = self.pki.issue_device(request.name, request.csr_pem)
+        self.enrollments.record_certificate(cert)
+        return cpb.EnrollResponse(
+            certificate_pem=cert, ca_pem=self.pki.ca_pem, manifest_public_key_pem=self.pki.signing_public_pem()
+        )

@@ -7,6 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CreateEnrollmentRequest(_message.Message):
+    __slots__ = ("name", "ttl_s")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ttl_s: float
+    def __init__(self, name: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+
+class Enrollment(_message.Message):
+    __slots__ = ("name", "token", "expires_at", "enroll_address", "ca_sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ENROLL_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: str
+    expires_at: float
+    enroll_address: str
+    ca_sha256: str
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ..., expires_at: _Optional[float] = ..., enroll_address: _Optional[str] = ..., ca_sha256: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    def __init__(self, revoked: _Optional[int] = ...) -> None: ...
+
 class DeviceView(_message.Message):
     __slots__ = ("name", "address", "device", "tags", "backends", "active", "liveness", "last_seen", "heartbeats", "telemetry", "registered_at")
     class TagsEntry(_message.Message):

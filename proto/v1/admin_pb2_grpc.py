@@ -74,6 +74,16 @@ class AdminServiceStub:
                 request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.FromString,
                 _registered_method=True)
+        self.CreateEnrollment = channel.unary_unary(
+                '/jetfleet.v1.AdminService/CreateEnrollment',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.CreateEnrollmentRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.Enrollment.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/jetfleet.v1.AdminService/RevokeDevice',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -133,6 +143,18 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEnrollment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +197,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.FromString,
                     response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.SerializeToString,
+            ),
+            'CreateEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEnrollment,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.CreateEnrollmentRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.Enrollment.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +425,60 @@ class AdminService:
             '/jetfleet.v1.AdminService/ListJobs',
             jetfleet_dot_proto_dot_v1_dot_admin__pb2.ListJobsRequest.SerializeToString,
             jetfleet_dot_proto_dot_v1_dot_admin__pb2.JobList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jetfleet.v1.AdminService/CreateEnrollment',
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.CreateEnrollmentRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.Enrollment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jetfleet.v1.AdminService/RevokeDevice',
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_admin__pb2.RevokeDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,

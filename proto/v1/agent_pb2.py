@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from jetfleet.proto.v1 import common_pb2 as jetfleet_dot_proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djetfleet/proto/v1/agent.proto\x12\x0bjetfleet.v1\x1a\x1ejetfleet/proto/v1/common.proto\"A\n\x13UploadOffsetRequest\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\"/\n\x0cUploadOffset\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"J\n\x0cUploadHeader\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"U\n\x0bUploadChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.jetfleet.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"b\n\x0cUploadResult\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08received\x18\x03 \x01(\x03\"x\n\rDeployRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.jetfleet.v1.ModelSpec\x12\x19\n\x0csmoke_margin\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_smoke_margin\"7\n\x0fRollbackRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"\x9a\x01\n\x0e\x44\x65ployProgress\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1f\n\x04step\x18\x02 \x01(\x0e\x32\x11.jetfleet.v1.Step\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12-\n\x06result\x18\x05 \x01(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\"G\n\x0bInlineImage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\x05label\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_label\"8\n\x0cInlineImages\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.jetfleet.v1.InlineImage\"\x84\x02\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x08test_set\x18\x03 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRefH\x00\x12\x10\n\x06\x66older\x18\x04 \x01(\tH\x00\x12+\n\x06images\x18\x05 \x01(\x0b\x32\x19.jetfleet.v1.InlineImagesH\x00\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x0e\n\x06warmup\x18\x07 \x01(\x05\x12\x12\n\niterations\x18\x08 \x01(\x05\x12\x1a\n\x12return_predictions\x18\t \x01(\x08\x12\r\n\x05limit\x18\n \x01(\x05\x42\x07\n\x05input\"q\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.jetfleet.v1.JobResult\" \n\rStatusRequest\x12\x0f\n\x07history\x18\x01 \x01(\x05\"O\n\x0eStoredArtifact\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x11\n\tstored_at\x18\x02 \x01(\x01\"\x94\x03\n\x0b\x41gentStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\'\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x17.jetfleet.v1.DeviceInfo\x12/\n\ttelemetry\x18\x04 \x01(\x0b\x32\x1c.jetfleet.v1.TelemetrySample\x12&\n\x06\x61\x63tive\x18\x05 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12.\n\x07history\x18\x06 \x03(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\x12\x10\n\x08\x62\x61\x63kends\x18\x07 \x03(\t\x12.\n\tartifacts\x18\x08 \x03(\x0b\x32\x1b.jetfleet.v1.StoredArtifact\x12\x13\n\x0bstore_bytes\x18\t \x01(\x03\x12\x17\n\x0f\x64isk_free_bytes\x18\n \x01(\x03\x12\x0c\n\x04tags\x18\x0b \x03(\t\x12\x1c\n\x14\x63ontroller_connected\x18\x0c \x01(\x08\x12\x12\n\nstarted_at\x18\r \x01(\x01\x32\xb7\x03\n\x0c\x41gentService\x12N\n\x0fGetUploadOffset\x12 .jetfleet.v1.UploadOffsetRequest\x1a\x19.jetfleet.v1.UploadOffset\x12G\n\x0eUploadArtifact\x12\x18.jetfleet.v1.UploadChunk\x1a\x19.jetfleet.v1.UploadResult(\x01\x12\x43\n\x06\x44\x65ploy\x12\x1a.jetfleet.v1.DeployRequest\x1a\x1b.jetfleet.v1.DeployProgress0\x01\x12G\n\x08Rollback\x12\x1c.jetfleet.v1.RollbackRequest\x1a\x1b.jetfleet.v1.DeployProgress0\x01\x12=\n\x06RunJob\x12\x17.jetfleet.v1.JobRequest\x1a\x18.jetfleet.v1.JobProgress0\x01\x12\x41\n\tGetStatus\x12\x1a.jetfleet.v1.StatusRequest\x1a\x18.jetfleet.v1.AgentStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djetfleet/proto/v1/agent.proto\x12\x0bjetfleet.v1\x1a\x1ejetfleet/proto/v1/common.proto\"A\n\x13UploadOffsetRequest\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\"/\n\x0cUploadOffset\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"y\n\x0cUploadHeader\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12-\n\x08manifest\x18\x03 \x01(\x0b\x32\x1b.jetfleet.v1.SignedManifest\"U\n\x0bUploadChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.jetfleet.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"b\n\x0cUploadResult\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\x12\x10\n\x08received\x18\x03 \x01(\x03\"\xa7\x01\n\rDeployRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12$\n\x04spec\x18\x02 \x01(\x0b\x32\x16.jetfleet.v1.ModelSpec\x12\x19\n\x0csmoke_margin\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12-\n\x08manifest\x18\x04 \x01(\x0b\x32\x1b.jetfleet.v1.SignedManifestB\x0f\n\r_smoke_margin\"f\n\x0fRollbackRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12-\n\x08manifest\x18\x03 \x01(\x0b\x32\x1b.jetfleet.v1.SignedManifest\"\x9a\x01\n\x0e\x44\x65ployProgress\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x1f\n\x04step\x18\x02 \x01(\x0e\x32\x11.jetfleet.v1.Step\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12-\n\x06result\x18\x05 \x01(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\"G\n\x0bInlineImage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\x05label\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_label\"8\n\x0cInlineImages\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.jetfleet.v1.InlineImage\"\x84\x02\n\nJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x08test_set\x18\x03 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRefH\x00\x12\x10\n\x06\x66older\x18\x04 \x01(\tH\x00\x12+\n\x06images\x18\x05 \x01(\x0b\x32\x19.jetfleet.v1.InlineImagesH\x00\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x0e\n\x06warmup\x18\x07 \x01(\x05\x12\x12\n\niterations\x18\x08 \x01(\x05\x12\x1a\n\x12return_predictions\x18\t \x01(\x08\x12\r\n\x05limit\x18\n \x01(\x05\x42\x07\n\x05input\"q\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.jetfleet.v1.JobResult\" \n\rStatusRequest\x12\x0f\n\x07history\x18\x01 \x01(\x05\"O\n\x0eStoredArtifact\x12*\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x18.jetfleet.v1.ArtifactRef\x12\x11\n\tstored_at\x18\x02 \x01(\x01\"\x94\x03\n\x0b\x41gentStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\'\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x17.jetfleet.v1.DeviceInfo\x12/\n\ttelemetry\x18\x04 \x01(\x0b\x32\x1c.jetfleet.v1.TelemetrySample\x12&\n\x06\x61\x63tive\x18\x05 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12.\n\x07history\x18\x06 \x03(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\x12\x10\n\x08\x62\x61\x63kends\x18\x07 \x03(\t\x12.\n\tartifacts\x18\x08 \x03(\x0b\x32\x1b.jetfleet.v1.StoredArtifact\x12\x13\n\x0bstore_bytes\x18\t \x01(\x03\x12\x17\n\x0f\x64isk_free_bytes\x18\n \x01(\x03\x12\x0c\n\x04tags\x18\x0b \x03(\t\x12\x1c\n\x14\x63ontroller_connected\x18\x0c \x01(\x08\x12\x12\n\nstarted_at\x18\r \x01(\x01\x32\xb7\x03\n\x0c\x41gentService\x12N\n\x0fGetUploadOffset\x12 .jetfleet.v1.UploadOffsetRequest\x1a\x19.jetfleet.v1.UploadOffset\x12G\n\x0eUploadArtifact\x12\x18.jetfleet.v1.UploadChunk\x1a\x19.jetfleet.v1.UploadResult(\x01\x12\x43\n\x06\x44\x65ploy\x12\x1a.jetfleet.v1.DeployRequest\x1a\x1b.jetfleet.v1.DeployProgress0\x01\x12G\n\x08Rollback\x12\x1c.jetfleet.v1.RollbackRequest\x1a\x1b.jetfleet.v1.DeployProgress0\x01\x12=\n\x06RunJob\x12\x17.jetfleet.v1.JobRequest\x1a\x18.jetfleet.v1.JobProgress0\x01\x12\x41\n\tGetStatus\x12\x1a.jetfleet.v1.StatusRequest\x1a\x18.jetfleet.v1.AgentStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADOFFSET']._serialized_start=145
   _globals['_UPLOADOFFSET']._serialized_end=192
   _globals['_UPLOADHEADER']._serialized_start=194
-  _globals['_UPLOADHEADER']._serialized_end=268
-  _globals['_UPLOADCHUNK']._serialized_start=270
-  _globals['_UPLOADCHUNK']._serialized_end=355
-  _globals['_UPLOADRESULT']._serialized_start=357
-  _globals['_UPLOADRESULT']._serialized_end=455
-  _globals['_DEPLOYREQUEST']._serialized_start=457
-  _globals['_DEPLOYREQUEST']._serialized_end=577
-  _globals['_ROLLBACKREQUEST']._serialized_start=579
-  _globals['_ROLLBACKREQUEST']._serialized_end=634
-  _globals['_DEPLOYPROGRESS']._serialized_start=637
-  _globals['_DEPLOYPROGRESS']._serialized_end=791
-  _globals['_INLINEIMAGE']._serialized_start=793
-  _globals['_INLINEIMAGE']._serialized_end=864
-  _globals['_INLINEIMAGES']._serialized_start=866
-  _globals['_INLINEIMAGES']._serialized_end=922
-  _globals['_JOBREQUEST']._serialized_start=925
-  _globals['_JOBREQUEST']._serialized_end=1185
-  _globals['_JOBPROGRESS']._serialized_start=1187
-  _globals['_JOBPROGRESS']._serialized_end=1300
-  _globals['_STATUSREQUEST']._serialized_start=1302
-  _globals['_STATUSREQUEST']._serialized_end=1334
-  _globals['_STOREDARTIFACT']._serialized_start=1336
-  _globals['_STOREDARTIFACT']._serialized_end=1415
-  _globals['_AGENTSTATUS']._serialized_start=1418
-  _globals['_AGENTSTATUS']._serialized_end=1822
-  _globals['_AGENTSERVICE']._serialized_start=1825
-  _globals['_AGENTSERVICE']._serialized_end=2264
+  _globals['_UPLOADHEADER']._serialized_end=315
+  _globals['_UPLOADCHUNK']._serialized_start=317
+  _globals['_UPLOADCHUNK']._serialized_end=402
+  _globals['_UPLOADRESULT']._serialized_start=404
+  _globals['_UPLOADRESULT']._serialized_end=502
+  _globals['_DEPLOYREQUEST']._serialized_start=505
+  _globals['_DEPLOYREQUEST']._serialized_end=672
+  _globals['_ROLLBACKREQUEST']._serialized_start=674
+  _globals['_ROLLBACKREQUEST']._serialized_end=776
+  _globals['_DEPLOYPROGRESS']._serialized_start=779
+  _globals['_DEPLOYPROGRESS']._serialized_end=933
+  _globals['_INLINEIMAGE']._serialized_start=935
+  _globals['_INLINEIMAGE']._serialized_end=1006
+  _globals['_INLINEIMAGES']._serialized_start=1008
+  _globals['_INLINEIMAGES']._serialized_end=1064
+  _globals['_JOBREQUEST']._serialized_start=1067
+  _globals['_JOBREQUEST']._serialized_end=1327
+  _globals['_JOBPROGRESS']._serialized_start=1329
+  _globals['_JOBPROGRESS']._serialized_end=1442
+  _globals['_STATUSREQUEST']._serialized_start=1444
+  _globals['_STATUSREQUEST']._serialized_end=1476
+  _globals['_STOREDARTIFACT']._serialized_start=1478
+  _globals['_STOREDARTIFACT']._serialized_end=1557
+  _globals['_AGENTSTATUS']._serialized_start=1560
+  _globals['_AGENTSTATUS']._serialized_end=1964
+  _globals['_AGENTSERVICE']._serialized_start=1967
+  _globals['_AGENTSERVICE']._serialized_end=2406
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,14 @@ class UploadOffset(_message.Message):
     def __init__(self, present: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("artifact", "offset")
+    __slots__ = ("artifact", "offset", "manifest")
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     artifact: _common_pb2.ArtifactRef
     offset: int
-    def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., offset: _Optional[int] = ...) -> None: ...
+    manifest: _common_pb2.SignedManifest
+    def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., offset: _Optional[int] = ..., manifest: _Optional[_Union[_common_pb2.SignedManifest, _Mapping]] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("header", "data")
@@ -48,22 +50,26 @@ class UploadResult(_message.Message):
     def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., deduplicated: _Optional[bool] = ..., received: _Optional[int] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("deployment_id", "spec", "smoke_margin")
+    __slots__ = ("deployment_id", "spec", "smoke_margin", "manifest")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SMOKE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     spec: _common_pb2.ModelSpec
     smoke_margin: float
-    def __init__(self, deployment_id: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., smoke_margin: _Optional[float] = ...) -> None: ...
+    manifest: _common_pb2.SignedManifest
+    def __init__(self, deployment_id: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., smoke_margin: _Optional[float] = ..., manifest: _Optional[_Union[_common_pb2.SignedManifest, _Mapping]] = ...) -> None: ...
 
 class RollbackRequest(_message.Message):
-    __slots__ = ("deployment_id", "model")
+    __slots__ = ("deployment_id", "model", "manifest")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model: str
-    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    manifest: _common_pb2.SignedManifest
+    def __init__(self, deployment_id: _Optional[str] = ..., model: _Optional[str] = ..., manifest: _Optional[_Union[_common_pb2.SignedManifest, _Mapping]] = ...) -> None: ...
 
 class DeployProgress(_message.Message):
     __slots__ = ("deployment_id", "step", "message", "fraction", "result")

@@ -43,6 +43,16 @@ class ArtifactRef(_message.Message):
     size: int
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
+class SignedManifest(_message.Message):
+    __slots__ = ("payload", "signature", "key_id")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
 class PreprocessSpec(_message.Message):
     __slots__ = ("height", "width", "channels", "mean", "std", "labels")
     HEIGHT_FIELD_NUMBER: _ClassVar[int]

@@ -226,3 +226,81 @@ class ControllerService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class EnrollmentServiceStub:
+    """Served on the controller's enrollment port: TLS that authenticates the controller only,
+    since an agent has no certificate yet. Everything else needs the certificate it returns.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enroll = channel.unary_unary(
+                '/jetfleet.v1.EnrollmentService/Enroll',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.FromString,
+                _registered_method=True)
+
+
+class EnrollmentServiceServicer:
+    """Served on the controller's enrollment port: TLS that authenticates the controller only,
+    since an agent has no certificate yet. Everything else needs the certificate it returns.
+    """
+
+    def Enroll(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EnrollmentServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'jetfleet.v1.EnrollmentService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('jetfleet.v1.EnrollmentService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EnrollmentService:
+    """Served on the controller's enrollment port: TLS that authenticates the controller only,
+    since an agent has no certificate yet. Everything else needs the certificate it returns.
+    """
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jetfleet.v1.EnrollmentService/Enroll',
+            jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

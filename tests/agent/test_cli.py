@@ -25,14 +25,31 @@ def _agent_exe() -> str:
     return str(Path(sys.executable).parent / "jetfleet-agent")
 
 
-def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path) -> None:
+def test_serve_refuses_to_start_unenrolled_without_insecure(tmp_path) -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [_agent_exe(), "serve", "--name", "jetson-08", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "jetson-08 is not enrolled" in out.stderr and "jetfleet-agent enroll" in out.stderr
+
+
+def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path, fleet_pki) -> None:
     import re
     import signal
     import subprocess
     import time
 
+    from agents import provision
+
     from jetfleet.proto.rpc import check_health, make_channel
 
+    provision(tmp_path / "data", "jetson-07", fleet_pki)
+    creds = fleet_pki.controller_credentials()
     config = tmp_path / "agent.toml"
     config.write_text(f'name = "jetson-07"\nlisten = "127.0.0.1:0"\ndata_dir = "{tmp_path / "data"}"\n')
     proc = subprocess.Popen(
@@ -47,11 +64,12 @@ def test_serve_answers_health_checks_and_stops_cleanly_on_sigterm(tmp_path) -> N
             assert time.monotonic() < deadline and proc.poll() is None, line
             line = proc.stderr.readline()
         port = int(re.search(r"port (\d+)", line).group(1))
-        channel = make_channel(f"127.0.0.1:{port}")
+        assert not check_health(make_channel(f"127.0.0.1:{port}"), timeout=2)  # plaintext gets nowhere
+        channel = make_channel(f"127.0.0.1:{port}", credentials=creds, server_name="jetson-07")
         assert check_health(channel) and check_health(channel, "jetfleet.v1.AgentService")
         from jetfleet.controller.fleet.agent_client import AgentClient
 
-        with AgentClient(f"127.0.0.1:{port}") as client:
+        with AgentClient(f"127.0.0.1:{port}", "jetson-07", credentials=creds) as client:
             status = client.status()
         assert status.name == "jetson-07" and list(status.tags) == ["site=lab"]
         assert list(status.backends) == ["onnxruntime"] and status.device.device_class
@@ -70,7 +88,7 @@ def test_two_agents_cannot_share_a_data_folder(tmp_path) -> None:
     from jetfleet.agent.daemon import Agent
     from jetfleet.common.errors import JetfleetError
 
-    config = AgentConfig(name="a", listen="127.0.0.1:0", data_dir=tmp_path, backends=("onnxruntime",))
+    config = AgentConfig(name="a", listen="127.0.0.1:0", data_dir=tmp_path, backends=("onnxruntime",), insecure=True)
     first = Agent(config)
     try:
         import pytest

@@ -8,7 +8,8 @@ import grpc
 import pytest
 from agents import DigitsModel, StartAgent, stop
 
-from jetfleet.common.fleet import DeploymentState, Step
+from jetfleet.common.fleet import ArtifactRef, DeploymentState, Step
+from jetfleet.common.hashing import sha256_file
 
 
 def test_two_agents_serve_fp32_and_int8_with_the_registry_accuracy(
@@ -151,7 +152,7 @@ def test_a_corrupt_blob_is_caught_removed_and_can_be_sent_again(
 
     ra = start_agent()
     d = digits_model.fp32
-    ra.client.upload(d.files[d.spec.onnx.sha256], d.spec.onnx)
+    ra.client.upload(d.files[d.spec.onnx.sha256], d.spec.onnx, manifest=ra.client.sign(d.spec, "upload"))
     blob = ra.agent.data_dir / "artifacts" / "blobs" / d.spec.onnx.sha256
     os.chmod(blob, 0o644)
     data = bytearray(blob.read_bytes())
@@ -198,7 +199,8 @@ def test_unused_artifacts_and_engines_are_pruned(start_agent: StartAgent, digits
     fp32, int8, fp16 = digits_model.fp32, digits_model.int8, digits_model.fp16
     stray = tmp_path / "stray.bin"
     stray.write_bytes(b"an upload whose deployment never came")
-    stray_ref = ra.client.upload(stray).artifact
+    ref = ArtifactRef(*sha256_file(stray))
+    stray_ref = ra.client.upload(stray, ref, manifest=ra.client.sign(replace(fp32.spec, onnx=ref), "stray")).artifact
     for d in (fp32, int8):
         assert ra.client.push(d.spec, d.files).ok
     assert ra.agent.store.has(stray_ref)  # within the grace period: it may still be deployed

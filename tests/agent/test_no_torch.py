@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
     from jetfleet.controller.fleet.agent_client import AgentClient
 
     onnx, data = Path(sys.argv[1]), Path(sys.argv[2])
-    agent = Agent(AgentConfig(name="nano", listen="127.0.0.1:0", data_dir=data, backends=("onnxruntime",)))
+    agent = Agent(AgentConfig(name="nano", listen="127.0.0.1:0", data_dir=data, backends=("onnxruntime",), insecure=True))
     port = agent.start()
     client = AgentClient(f"127.0.0.1:{port}")
     spec = ModelSpec("tiny", 1, "fp32", ArtifactRef(*sha256_file(onnx)), PreprocessSpec((8, 8), 1, (0.5,), (0.25,), ("a", "b", "c")))

@@ -12,10 +12,11 @@ import grpc
 from agents import DigitsModel, StartAgent
 
 from jetfleet.agent.reporter import Backoff
+from jetfleet.controller.fleet.security import Enrollments, FleetPKI, Gate
 from jetfleet.controller.fleet.service import ControllerServicer
 from jetfleet.controller.fleet.store import FleetStore
 from jetfleet.controller.registry.db import make_engine, migrate
-from jetfleet.proto.rpc import make_server
+from jetfleet.proto.rpc import bind, make_server
 from jetfleet.proto.v1 import controller_pb2_grpc
 
 
@@ -25,13 +26,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _controller(port: int, db: Path) -> tuple[grpc.Server, FleetStore]:
+def _controller(port: int, db: Path, fleet: FleetPKI) -> tuple[grpc.Server, FleetStore]:
+    """The controller's real agent service, with mutual TLS and its per-call identity checks."""
     engine = make_engine(f"sqlite:///{db}")
     migrate(engine)
     store = FleetStore(engine)
     server = make_server()
-    controller_pb2_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(store, 0.2), server)
-    assert server.add_insecure_port(f"127.0.0.1:{port}") == port
+    servicer = ControllerServicer(store, 0.2, gate=Gate(Enrollments(engine)))
+    controller_pb2_grpc.add_ControllerServiceServicer_to_server(servicer, server)
+    assert bind(server, f"127.0.0.1:{port}", fleet.controller_credentials()) == port
     server.start()
     return server, store
 
@@ -53,7 +56,7 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
 
 
 def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
-    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path
+    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path, fleet_pki: FleetPKI
 ) -> None:
     port = _free_port()
     ra = start_agent(controller=f"127.0.0.1:{port}", tags={"board": "orin", "site": "lab"})
@@ -66,7 +69,7 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
     def known(store: FleetStore) -> bool:
         return any(dev.name == "jetson-01" for dev in store.devices())
 
-    server, store = _controller(port, tmp_path / "controller.db")
+    server, store = _controller(port, tmp_path / "controller.db", fleet_pki)
     try:
         _until(lambda: known(store) and len(store.jobs()) == 1)
         dev = store.device("jetson-01")
@@ -83,7 +86,7 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
 
     # The controller comes back with an empty database: the agent is told to register again and does.
     ra.client.run_job(test_set=d.spec.test_set, job_id="job-during-outage")
-    server, store = _controller(port, tmp_path / "fresh.db")
+    server, store = _controller(port, tmp_path / "fresh.db", fleet_pki)
     try:
         _until(lambda: known(store) and len(store.jobs("job-during-outage")) == 1)
         assert ra.agent.reporter.pending == 0 and ra.agent.reporter.connected
@@ -93,7 +96,7 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
 
 
 def test_queued_reports_survive_an_agent_restart(
-    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path
+    start_agent: StartAgent, digits_model: DigitsModel, tmp_path: Path, fleet_pki: FleetPKI
 ) -> None:
     from agents import stop
 
@@ -105,7 +108,7 @@ def test_queued_reports_survive_an_agent_restart(
     assert ra.agent.reporter.pending == 2
     stop(ra)  # the controller never saw them; the agent goes down
     again = start_agent("jetson-01", data_dir=tmp_path / "dev", controller=f"127.0.0.1:{port}")
-    server, store = _controller(port, tmp_path / "controller.db")
+    server, store = _controller(port, tmp_path / "controller.db", fleet_pki)
     try:
         _until(lambda: len(store.jobs("before-restart")) == 1 and again.agent.reporter.pending == 0)
         assert [r.spec for r in store.deployments("jetson-01")] == [d.spec]

@@ -1,4 +1,8 @@
-"""Artifact uploads to a real agent: chunked, resumable after a cut connection, verified, deduplicated."""
+"""Artifact uploads to a real agent: chunked, resumable after a cut connection, verified, deduplicated.
+
+These agents run unenrolled (plaintext, no manifests): the transport is what is under test here; that an
+enrolled agent accepts no byte without a signed manifest is tested in tests/faults/test_manifests.py.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def _raw_upload(client: AgentClient, ref: ArtifactRef, chunks: list[bytes], offs
 
 
 def test_upload_then_dedup(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, 3 * MiB + 17)
     first = ra.client.upload(path, ref, chunk_size=256 * 1024)
     assert not first.deduplicated and first.sent == ref.size and first.offsets == (0,)
@@ -50,7 +54,7 @@ def test_upload_then_dedup(start_agent: StartAgent, tmp_path: Path) -> None:
 
 
 def test_upload_resumes_after_the_connection_is_cut(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, 8 * MiB)
     proxy = CuttingProxy(ra.agent.port, cut_after=3 * MiB)
     client = AgentClient(f"127.0.0.1:{proxy.port}", "via-proxy")
@@ -69,7 +73,7 @@ def test_upload_resumes_after_the_connection_is_cut(start_agent: StartAgent, tmp
 
 
 def test_hash_mismatch_is_refused_and_staging_removed(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, MiB)
     data = bytearray(path.read_bytes())
     data[1234] ^= 0x01  # one flipped bit in transit
@@ -82,7 +86,7 @@ def test_hash_mismatch_is_refused_and_staging_removed(start_agent: StartAgent, t
 
 
 def test_truncated_upload_is_kept_for_resume_and_never_stored(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, MiB)
     data = path.read_bytes()
     with pytest.raises(grpc.RpcError) as err:
@@ -101,7 +105,7 @@ def test_truncated_upload_is_kept_for_resume_and_never_stored(start_agent: Start
 
 
 def test_overrun_and_malformed_streams_are_refused(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, 1000)
     with pytest.raises(grpc.RpcError) as over:
         _raw_upload(ra.client, ref, [path.read_bytes(), b"extra"])
@@ -117,19 +121,19 @@ def test_overrun_and_malformed_streams_are_refused(start_agent: StartAgent, tmp_
 
 
 def test_not_enough_disk_is_refused_before_any_byte(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent(min_free_bytes=1 << 60)  # "keep an exabyte free": no disk qualifies
+    ra = start_agent(min_free_bytes=1 << 60, insecure=True)  # "keep an exabyte free": no disk qualifies
     path, ref = _blob(tmp_path, MiB)
     with pytest.raises(AgentCallError) as err:
         ra.client.upload(path, ref)
     assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "not enough disk" in err.value.details
     assert not list((ra.agent.data_dir / "artifacts" / "staging").iterdir())
-    quota = start_agent("jetson-02", max_store_bytes=MiB // 2)
+    quota = start_agent("jetson-02", max_store_bytes=MiB // 2, insecure=True)
     with pytest.raises(AgentCallError, match="quota exceeded"):
         quota.client.upload(path, ref)
 
 
 def test_concurrent_uploads_of_one_artifact_do_not_mix(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, 16 * MiB)
     results, errors = [], []
 
@@ -152,7 +156,7 @@ def test_concurrent_uploads_of_one_artifact_do_not_mix(start_agent: StartAgent, 
 
 
 def test_upload_memory_stays_within_a_few_chunks(start_agent: StartAgent, tmp_path: Path) -> None:
-    ra = start_agent()
+    ra = start_agent(insecure=True)
     path, ref = _blob(tmp_path, 32 * MiB)
     tracemalloc.start()
     try:

@@ -29,4 +29,4 @@ def test_services_are_in_the_versioned_package() -> None:
 
     assert agent_pb2.DESCRIPTOR.package == "jetfleet.v1"
     assert set(agent_pb2.DESCRIPTOR.services_by_name) == {"AgentService"}
-    assert set(controller_pb2.DESCRIPTOR.services_by_name) == {"ControllerService"}
+    assert set(controller_pb2.DESCRIPTOR.services_by_name) == {"ControllerService", "EnrollmentService"}
