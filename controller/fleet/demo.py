@@ -7,6 +7,12 @@ digits, exported and quantized into the demo's own registry, deployed as
 INT8 with a canary gate, benchmarked at FP32 and INT8 across batch sizes,
 and summarized in a report. Nothing is downloaded and nothing outside the
 demo folder is touched.
+
+The fleet is secured as a real one is: ``jetfleet certs init`` makes the
+demo's CA, the controller serves mutual TLS, each agent enrolls once with a
+single-use token from ``devices enroll`` (its own key, a certificate from the
+CA, the manifest key pinned), and every deployment carries a manifest signed
+by the controller that the agents verify.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from rich.table import Table
 
 from jetfleet.common.errors import JetfleetError
 from jetfleet.controller.fleet.procs import Daemon, executable
-from jetfleet.proto.rpc import make_channel
+from jetfleet.controller.fleet.security import FleetPKI
+from jetfleet.proto.rpc import CONTROLLER_TLS_NAME, make_channel
 from jetfleet.proto.v1 import admin_pb2 as adm
 from jetfleet.proto.v1 import admin_pb2_grpc
 
@@ -53,15 +60,20 @@ def run_demo(out: Path, epochs: int, keep_running: bool, console: Console) -> Pa
     env.setdefault("OMP_NUM_THREADS", "1")  # four processes share the machine's cores
     start = time.monotonic()
     _train(out, epochs, env, console)
-    fleet = _start_fleet(out, env, console)
+    fleet_pki = _init_pki(home, env, console)
+    fleet = _start_controller(out, env, console)
     try:
-        stub = admin_pb2_grpc.AdminServiceStub(make_channel(fleet.address))
+        channel = make_channel(
+            fleet.address, credentials=fleet_pki.admin_credentials(), server_name=CONTROLLER_TLS_NAME
+        )
+        stub = admin_pb2_grpc.AdminServiceStub(channel)
+        _start_agents(fleet, stub, fleet_pki, out, env, console)
         _wait_online(stub, len(AGENTS), console)
         _canary_deploy(stub, console)
         report = _bench(stub, out / "report", console)
         console.print(f"\n[bold green]demo finished in {time.monotonic() - start:.0f} s[/]; report: {report}")
         if keep_running:
-            _keep_running(fleet, console)
+            _keep_running(fleet, fleet_pki.folder, console)
         return report
     finally:
         fleet.stop()
@@ -75,24 +87,47 @@ def _train(out: Path, epochs: int, env: dict[str, str], console: Console) -> Non
         raise JetfleetError("training failed (its output is above)")
 
 
-def _start_fleet(out: Path, env: dict[str, str], console: Console) -> Fleet:
-    console.rule("2. start a controller and three agents (separate processes on loopback)")
+def _init_pki(home: Path, env: dict[str, str], console: Console) -> FleetPKI:
+    console.rule("2. create the fleet CA and the manifest-signing key")
+    cmd = [executable("jetfleet"), "certs", "init", "--dir", str(home / "pki"), "--force"]
+    if subprocess.run(cmd, env=env).returncode != 0:
+        raise JetfleetError("`jetfleet certs init` failed (its output is above)")
+    return FleetPKI(home / "pki")
+
+
+def _start_controller(out: Path, env: dict[str, str], console: Console) -> Fleet:
+    console.rule("3. start a controller (mutual TLS) and enroll three agents (separate processes on loopback)")
     controller = Daemon(
-        [executable("jetfleet"), "controller", "serve", "--listen", "127.0.0.1:0", "--heartbeat-interval", "1",
-         "--offline-after", "15"],
+        [executable("jetfleet"), "controller", "serve", "--listen", "127.0.0.1:0", "--enroll-listen", "127.0.0.1:0",
+         "--heartbeat-interval", "1", "--offline-after", "15"],
         out / "logs" / "controller.log",
         env,
     )  # fmt: skip
-    agents = []
-    try:
-        for name, board in AGENTS:
-            agents.append(Daemon(_agent_args(name, board, controller.port, out), out / "logs" / f"{name}.log", env))
-            console.print(f"agent {name} (board={board}) on port {agents[-1].port}")
-    except BaseException:
-        Fleet(controller, agents).stop()
-        raise
     console.print(f"controller on port {controller.port}; logs in {out / 'logs'}")
-    return Fleet(controller, agents)
+    return Fleet(controller, [])
+
+
+def _start_agents(
+    fleet: Fleet, stub: admin_pb2_grpc.AdminServiceStub, fleet_pki: FleetPKI, out: Path, env: dict[str, str],
+    console: Console,
+) -> None:  # fmt: skip
+    """Enroll each agent with its own single-use token (as an operator would), then serve it."""
+    for name, board in AGENTS:
+        data_dir = out / "agents" / name
+        if not (data_dir / "identity" / "enrolled.json").exists():
+            token = stub.CreateEnrollment(adm.CreateEnrollmentRequest(name=name, ttl_s=600), timeout=10)
+            cmd = [executable("jetfleet-agent"), "enroll", "--name", name, "--data-dir", str(data_dir),
+                   "--enroll-address", token.enroll_address, "--ca", str(fleet_pki.folder / "ca.pem"),
+                   "--ca-sha256", token.ca_sha256]  # fmt: skip
+            done = subprocess.run(
+                cmd, env={**env, "JETFLEET_ENROLL_TOKEN": token.token}, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise JetfleetError(f"enrolling {name} failed: {done.stderr.strip()}")
+        fleet.agents.append(
+            Daemon(_agent_args(name, board, fleet.controller.port, out), out / "logs" / f"{name}.log", env)
+        )
+        console.print(f"agent {name} (board={board}) enrolled, serving on port {fleet.agents[-1].port}")
 
 
 def _agent_args(name: str, board: str, controller_port: int, out: Path) -> list[str]:
@@ -115,7 +150,7 @@ def _wait_online(stub: admin_pb2_grpc.AdminServiceStub, n: int, console: Console
 
 
 def _canary_deploy(stub: admin_pb2_grpc.AdminServiceStub, console: Console) -> None:
-    console.rule("3. deploy INT8 to all devices: canary first, gated on smoke-test accuracy")
+    console.rule("4. deploy INT8 to all devices (signed manifests): canary first, gated on smoke-test accuracy")
     request = adm.FleetDeployRequest(model="basic_cnn", precision="int8", selector="all", canary=1, min_accuracy=0.9)
     failed = []
     for ev in stub.Deploy(request):
@@ -132,7 +167,7 @@ def _canary_deploy(stub: admin_pb2_grpc.AdminServiceStub, console: Console) -> N
 def _bench(stub: admin_pb2_grpc.AdminServiceStub, out: Path, console: Console) -> Path:
     from jetfleet.controller.fleet.bench import run_bench, write_bench_report
 
-    console.rule(f"4. fleet benchmark: {', '.join(PRECISIONS)} × batch {', '.join(map(str, BATCH_SIZES))}")
+    console.rule(f"5. fleet benchmark: {', '.join(PRECISIONS)} × batch {', '.join(map(str, BATCH_SIZES))}")
     run = run_bench(stub, "basic_cnn", "all", BATCH_SIZES, PRECISIONS, log=console.print)
     files = write_bench_report(out, run)
     _summary(run, console)
@@ -154,10 +189,10 @@ def _summary(run: object, console: Console) -> None:
     console.print(table)
 
 
-def _keep_running(fleet: Fleet, console: Console) -> None:
+def _keep_running(fleet: Fleet, fleet_pki_dir: Path, console: Console) -> None:
     console.print(
         f"\nthe fleet keeps running; try, in another shell:\n"
-        f"  export JETFLEET_CONTROLLER={fleet.address}\n"
+        f"  export JETFLEET_CONTROLLER={fleet.address} JETFLEET_PKI={fleet_pki_dir}\n"
         f"  jetfleet devices list\n  jetfleet status\n  jetfleet deploy --model basic_cnn --precision fp32\n"
         f"  jetfleet jobs run --model basic_cnn --dataset digits-test\n"
         f"press Ctrl-C to stop it"

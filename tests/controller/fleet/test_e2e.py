@@ -53,15 +53,33 @@ def fleet(digits_model: DigitsModel, tmp_path: Path, monkeypatch: pytest.MonkeyP
     home.mkdir()
     shutil.copy(digits_model.root / "registry.db", home / "registry.db")
     shutil.copytree(digits_model.root / "blobs", home / "blobs")
-    monkeypatch.setenv("JETFLEET_HOME", str(home))  # the controller opens the registry there
+    monkeypatch.setenv("JETFLEET_HOME", str(home))  # the controller opens the registry there, and the PKI
+    init = subprocess.run([str(BIN / "jetfleet"), "certs", "init"], capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
     controller = Proc(
         [str(BIN / "jetfleet"), "controller", "serve", "--listen", "127.0.0.1:0", "--offline-after", "3",
-         "--heartbeat-interval", "0.3"],
+         "--heartbeat-interval", "0.3", "--enroll-listen", "127.0.0.1:0"],
         "listening on port",
     )  # fmt: skip
     procs: dict[str, Proc] = {}
 
+    def enroll(name: str) -> None:
+        """As an operator would: a token from `devices enroll`, then `jetfleet-agent enroll` on the device."""
+        if (tmp_path / name / "identity" / "enrolled.json").exists():
+            return
+        out = cli("devices", "enroll", "--name", name, "--json")
+        assert out.returncode == 0, out.stderr
+        token = json.loads(out.stdout)
+        done = subprocess.run(
+            [str(BIN / "jetfleet-agent"), "enroll", "--name", name, "--data-dir", str(tmp_path / name),
+             "--enroll-address", token["enroll_address"], "--token", token["token"],
+             "--ca", str(home / "pki" / "ca.pem"), "--ca-sha256", token["ca_sha256"]],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
     def start_agent(name: str, *extra: str) -> Proc:
+        enroll(name)
         procs[name] = Proc(
             [str(BIN / "jetfleet-agent"), "serve", "--name", name, "--listen", "127.0.0.1:0",
              "--controller", f"127.0.0.1:{controller.port}", "--data-dir", str(tmp_path / name),
