@@ -286,8 +286,10 @@ def _raise_or_abort(context: grpc.ServicerContext, exc: BaseException) -> None:
 
 
 def _failure_message(record: Any) -> str:
-    step = Step(record.failed_step).name.lower().replace("_", " ")
     serving = f"; {record.previous.spec.ref} still serves" if record.previous else ""
+    if record.failed_step == Step.UNSPECIFIED:  # finished by restore(): the step in flight is not known
+        return f"deployment {record.deployment_id} of {record.spec.ref} did not finish: {record.reason}{serving}"
+    step = Step(record.failed_step).name.lower().replace("_", " ")
     return f"deployment {record.deployment_id} of {record.spec.ref} failed at {step}: {record.reason}{serving}"
 
 

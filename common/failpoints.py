@@ -2,8 +2,9 @@
 
 Like etcd's gofail and TiKV's fail-rs: production code calls
 ``failpoint("agent.swap")`` at the moments that matter for crash safety
-(mid-build, right before and after the commit rename, mid-upload), and the
-call does nothing unless the process was started with
+(mid-build, right before and after the commit rename, mid-upload; on the
+controller between upload and deploy, and after a deploy before it is
+recorded), and the call does nothing unless the process was started with
 
     JETFLEET_FAILPOINTS="agent.swap=sleep(5);agent.build=kill"
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.failpoints import failpoint
 from jetfleet.common.fleet import ArtifactRef, DeploymentRecord, JobResult, ModelSpec, Step
 from jetfleet.common.hashing import sha256_file
 from jetfleet.common.manifest import SignedManifest
@@ -249,6 +250,7 @@ class AgentClient:
         for ref in (spec.onnx, spec.test_set):
             if ref is not None:
                 self.upload(files[ref.sha256], ref, chunk_size, manifest=manifest)
+        failpoint("controller.push.uploaded")  # artifacts on the device, deployment not yet asked for
         return self.deploy(spec, deployment_id=deployment_id, manifest=manifest, **deploy)
 
     # -- jobs -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import grpc
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.failpoints import failpoint
 from jetfleet.common.fleet import ModelSpec
 from jetfleet.controller.fleet.agent_client import AgentCallError, AgentClient
 from jetfleet.controller.fleet.reconcile import Attempt, Decision, decide
@@ -220,6 +221,7 @@ class Controller:
                     progress=lambda step, msg, frac: event("step", msg, step=int(step), fraction=frac),
                     timeout=self.settings.agent_timeout_s,
                 )
+            failpoint("controller.push.deployed")  # the device switched; the controller has not recorded it
             self.store.add_deployment(outcome.record, time.time())
             code, reason = outcome.code.name, outcome.record.reason
             phase = "active" if outcome.ok else "failed"
