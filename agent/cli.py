@@ -176,6 +176,14 @@ def install_service_cmd(
     written = install_service(config, unit_dir, config_out, exe=exe, user=user, enable=enable, force=force)
     for path in written:
         click.echo(f"wrote {path}")
+    from jetfleet.agent.identity import AgentIdentity
+
+    if not config.insecure and AgentIdentity.load(Path(config.data_dir)) is None:
+        click.echo(
+            f"the agent is not enrolled yet; as the service user, run:\n  sudo -u {user} {exe or 'jetfleet-agent'} enroll "
+            f"--config {config_out} --token TOKEN --enroll-address CONTROLLER:50049 --ca ca.pem\n"
+            "(TOKEN from `jetfleet devices enroll --name " + config.name + "` on the controller)"
+        )
     if not enable:
         click.echo("enable it with: systemctl daemon-reload && systemctl enable --now jetfleet-agent")
 

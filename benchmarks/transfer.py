@@ -61,7 +61,9 @@ def start_agent(data_dir: Path, max_message: int) -> tuple[subprocess.Popen[str]
         f'backends = ["onnxruntime"]\nlog_level = "warning"\n[limits]\nmax_message_bytes = {max_message}\n'
         f"max_store_bytes = {64 * 1024 * MiB}\n"
     )
-    proc = subprocess.Popen([str(exe), "serve", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(config), "--insecure"], stderr=subprocess.PIPE, text=True
+    )
     line = ""
     while "listening on port" not in line:
         line = proc.stderr.readline()  # type: ignore[union-attr]
