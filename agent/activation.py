@@ -24,6 +24,7 @@ from pathlib import Path
 from jetfleet.agent.engines.base import Backend, BuildError, Runner
 from jetfleet.agent.engines.cache import EngineCache, EngineKey
 from jetfleet.agent.errors import ABORTED, FAILED_PRECONDITION, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, AgentError
+from jetfleet.agent.onnx_guard import check_onnx_file
 from jetfleet.agent.smoke import SmokeTestFailed, check_io, smoke_test
 from jetfleet.agent.state import AgentState
 from jetfleet.agent.store import ArtifactStore
@@ -326,7 +327,7 @@ class ModelManager:
         if spec.test_set is not None:
             self.store.path(spec.test_set)
         progress(Step.VERIFY, f"verifying sha256 of {spec.onnx.short}", -1)
-        self.store.verify(spec.onnx)
+        check_onnx_file(self.store.verify(spec.onnx))  # self-contained: no external data to follow
         if spec.test_set is not None:
             self.store.verify(spec.test_set)
         runner, cached, build_s = self._engine(spec, progress)

@@ -66,6 +66,7 @@ class ArtifactStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
         self._busy: set[str] = set()
+        self._admitted: dict[str, Upload] = {}  # uploads in flight: the disk they will still take is promised
         self._lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------
@@ -152,9 +153,15 @@ class ArtifactStore:
                     f"upload of {ref.short} must resume at byte {state.offset}, not {offset}",
                     "ask GetUploadOffset first",
                 )
-            if not state.present:
-                self._check_space(ref.size - offset)
             upload = Upload(self, ref, offset, present=state.present)
+            if not state.present:
+                with self._lock:  # check and admit in one step: concurrent uploads cannot both pass on the same space
+                    try:
+                        self._check_space(ref.size - offset)
+                    except AgentError:
+                        upload.discard() if offset == 0 else upload.close()  # keep a resumable prefix only
+                        raise
+                    self._admitted[ref.sha256] = upload
             try:
                 yield upload
             except IncompleteUpload:
@@ -167,8 +174,15 @@ class ArtifactStore:
         finally:
             with self._lock:
                 self._busy.discard(ref.sha256)
+                self._admitted.pop(ref.sha256, None)
 
     def _check_space(self, needed: int) -> None:
+        """Refuse ``needed`` more bytes if they would break the free-disk floor or the quota (caller holds the lock).
+
+        Bytes that admitted uploads have yet to write count as taken already.
+        """
+        pending = sum(u.ref.size - u.position for u in self._admitted.values() if not u.present)
+        needed += pending
         free = self.disk_free()
         if free - needed < self.min_free_bytes:
             raise AgentError(
@@ -298,13 +312,21 @@ class Upload:
         self.store._install(self._part, self.ref)
 
     def discard(self) -> None:
-        self.close()
+        """Delete the staged bytes, even when closing fails.
+
+        On a full disk a chunk may have been half written and its tail left in
+        the file object's buffer; closing then fails again with ENOSPC. Those
+        bytes are being thrown away, so that error must not keep the partial
+        file (which would hold the disk full) nor replace the caller's error.
+        """
+        with contextlib.suppress(OSError):
+            self.close()
         self._part.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        fh, self._fh = self._fh, None  # forget it first: a close that raised must not be retried
+        if fh is not None:
+            fh.close()
 
 
 class IncompleteUpload(AgentError):

@@ -9,7 +9,8 @@ selects another database by SQLAlchemy URL, e.g.
 SQLite is tuned for a registry that a daemon and CLI processes share: WAL
 (readers never block the writer), foreign keys enforced, a busy timeout
 instead of instant "database is locked", and ``BEGIN IMMEDIATE`` so two
-writers queue instead of deadlocking on a lock upgrade.
+writers queue instead of deadlocking on a lock upgrade. Commits are
+``synchronous=FULL``: what the controller acknowledged survives a power loss.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA synchronous=NORMAL")  # durable with WAL, much faster than FULL
+        # FULL, not NORMAL: an acknowledged report (a deployment or job result an agent may now delete from its
+        # outbox) must survive a power loss, and NORMAL in WAL mode can lose the last transactions (it skips the
+        # WAL fsync at commit). FULL costs one fsync per commit, which the registry's write rate can afford.
+        cur.execute("PRAGMA synchronous=FULL")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -57,7 +57,7 @@ def test_build_failure_rolls_back_and_the_old_model_serves(
     bad = replace(good.spec, version=2, onnx=ref)
     outcome = ra.client.push(bad, {**good.files, ref.sha256: junk})
     assert outcome.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert outcome.record.state == DeploymentState.ROLLED_BACK and outcome.record.failed_step == Step.BUILD
+    assert outcome.record.state == DeploymentState.ROLLED_BACK and outcome.record.failed_step == Step.VERIFY
     assert "protobuf" in outcome.record.reason.lower() or "load model" in outcome.record.reason.lower()
     assert "still serves" in outcome.details
     result = ra.client.run_job(test_set=good.spec.test_set)
