@@ -12,6 +12,9 @@ Rules, per (device, model) the operator wants:
 - the device is stale or offline → wait; it converges by itself when its
   heartbeats come back (no operator action needed);
 - a deployment of it is already in flight → wait;
+- the last attempt of *this* spec succeeded and the device has not reported
+  since → wait for its next heartbeat: the report lags the switch, and
+  deploying again would only repeat a deployment that is already active;
 - the last attempt of *this* spec failed permanently (the model does not
   build, fails its smoke test, does not fit the spec) → blocked: retrying
   cannot help and would only storm the device; a new desired spec unblocks;
@@ -89,6 +92,8 @@ def decide_one(
         return Action(want.device, spec, Decision.WAIT_OFFLINE, f"the device is {liveness}")
     if in_flight:
         return Action(want.device, spec, Decision.IN_FLIGHT)
+    if last is not None and last.spec == spec and last.code == "OK" and device.last_seen <= last.finished_at:
+        return Action(want.device, spec, Decision.IN_FLIGHT, "deployed; waiting for the device to report it")
     if last is not None and last.spec == spec and last.code != "OK":
         if last.code in PERMANENT_CODES:
             return Action(want.device, spec, Decision.BLOCKED, f"{last.code}: {last.reason}")

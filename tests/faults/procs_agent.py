@@ -20,11 +20,6 @@ the test's key) and :func:`start_controller_process` (the same PKI folder).
 Processes are real ``jetfleet-agent serve`` daemons (the console script of
 this virtualenv), killed with real signals; nothing of ours is mocked. Starts,
 kills and restarts are noted on the test's timeline (``faults.harness.Invariants``).
-
-(``faults.harness.start_agent_process`` is the other fault tests' agent
-process; it builds its client in one place too. Folding both into one needs
-that function to take an environment, restart on the same folder and dial a
-proxy's port, which this module adds.)
 """
 
 from __future__ import annotations
@@ -32,13 +27,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agents import provision
 from faults.harness import Invariants
@@ -84,6 +82,7 @@ class AgentProc:
     daemon: Daemon | None = None
     client: AgentClient = None  # type: ignore[assignment]  # connected by _spawn, replaced by restart
     port: int = 0
+    host: str = "127.0.0.1"  # where the test dials it (its advertise or listen host: another namespace's address)
     note: Callable[..., None] = lambda what, **detail: None  # the test's timeline
     _log_from: int = 0  # where this run's lines start in log_file
     _clients: list[AgentClient] = field(default_factory=list)
@@ -93,7 +92,7 @@ class AgentProc:
         """A client for this agent, dialling ``port`` (default: the agent's own; a proxy's, for link faults)."""
         fleet = fleet_pki_of(self.data_dir.parent)
         client = AgentClient(
-            f"127.0.0.1:{port or self.port}",
+            f"{self.host}:{port or self.port}",
             self.name,
             credentials=fleet.controller_credentials(),
             signer=fleet.signer(),
@@ -240,21 +239,32 @@ def start_agent_process(
     controller: str | None = None,
     extra_args: Iterable[str] = (),
     note: Callable[..., None] | None = None,
+    prefix: Sequence[str] = (),
+    listen: str = "127.0.0.1:0",
+    advertise: str | None = None,
 ) -> AgentProc:
     """``jetfleet-agent serve`` on loopback (any free port), ONNX Runtime, one inference thread.
 
     Its data folder is ``tmp_path/name``, its log ``tmp_path/name.log``; ``env``
     is added to this process's environment (failpoints are never inherited).
     Prefer :func:`agent_processes`, which also stops it after the test.
+
+    ``prefix`` runs it through another command that execs it (``ip netns exec NS``:
+    the agent in its own network namespace, see ``faults/netns.py``); ``listen`` and
+    ``advertise`` are the agent's own options, and the test's client dials the
+    advertised host (else the listen host) on the bound port.
     """
     data_dir = tmp_path / name
     args = [
-        str(BIN / "jetfleet-agent"), "serve", *_agent_transport(tmp_path, name),
-        "--name", name, "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+        *prefix, str(BIN / "jetfleet-agent"), "serve", *_agent_transport(tmp_path, name),
+        "--name", name, "--listen", listen, "--data-dir", str(data_dir),
         "--backend", "onnxruntime", "--job-threads", "1",
+        *(["--advertise", advertise] if advertise else []),
         *(["--controller", controller] if controller else []), *extra_args,
     ]  # fmt: skip
-    ap = AgentProc(name, data_dir, tmp_path / f"{name}.log", args, {})
+    host = (advertise or listen).rsplit(":", 1)[0]
+    host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "") else host
+    ap = AgentProc(name, data_dir, tmp_path / f"{name}.log", args, {}, host=host)
     if note is not None:
         ap.note = note
     ap._spawn(env)
@@ -276,10 +286,31 @@ class ControllerProc:
     home: Path
     daemon: Daemon
     pki_dir: Path  # the CLI authenticates with the operator's certificate from here
+    log_from: int = 0  # where this run's lines start in the daemon's log file (restarts append to it)
 
     @property
     def port(self) -> int:
         return self.daemon.port
+
+    @property
+    def pid(self) -> int:
+        return self.daemon.proc.pid
+
+    @property
+    def db(self) -> Path:
+        """The controller's database (the embedded SQLite registry in ``home``)."""
+        return self.home / "registry.db"
+
+    def log(self) -> str:
+        """This run's log lines."""
+        with open(self.daemon.log_file, errors="replace") as fh:
+            fh.seek(self.log_from)
+            return fh.read()
+
+    def kill(self) -> int:
+        """SIGKILL from outside (a power cut, the OOM killer); returns the exit status (-9)."""
+        os.kill(self.pid, signal.SIGKILL)
+        return self.daemon.proc.wait(timeout=30)
 
     @property
     def address(self) -> str:
@@ -299,15 +330,46 @@ class ControllerProc:
         self.daemon.stop()
 
 
-def start_controller_process(tmp_path: Path, home: Path) -> ControllerProc:
-    """A controller on loopback that calls a device offline after 3 s without heartbeats (0.3 s apart)."""
+def start_controller_process(
+    tmp_path: Path, home: Path, port: int = 0, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> ControllerProc:
+    """A controller on loopback that calls a device offline after 3 s without heartbeats (0.3 s apart).
+
+    ``port`` pins its port (0: any free one), so a restarted controller is where
+    its agents dial; ``host`` is where it listens (``0.0.0.0`` for agents in other
+    network namespaces; the CLI still dials 127.0.0.1); ``env`` is added to its
+    environment (failpoints are never inherited). Every run appends to
+    ``tmp_path/controller.log``; :meth:`ControllerProc.log` reads this run's lines.
+    """
     exe = str(BIN / "jetfleet")
     pki_dir = fleet_pki_of(tmp_path).folder  # the agents' CA: they are enrolled from the same folder
-    args = [exe, "controller", "serve", "--listen", "127.0.0.1:0", "--offline-after", "3",
+    args = [exe, "controller", "serve", "--listen", f"{host}:{port}", "--offline-after", "3",
             "--heartbeat-interval", "0.3", "--pki", str(pki_dir), "--enroll-listen", "127.0.0.1:0"]  # fmt: skip
-    env = {**os.environ, "JETFLEET_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    env.pop(ENV_VAR, None)
-    return ControllerProc(home, Daemon(args, tmp_path / "controller.log", env=env), pki_dir)
+    full = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, DIR_VAR)}
+    full.update(JETFLEET_HOME=str(home), OMP_NUM_THREADS="1", **(env or {}))
+    log_file = tmp_path / "controller.log"
+    log_from = log_file.stat().st_size if log_file.exists() else 0
+    return ControllerProc(home, Daemon(args, log_file, env=full), pki_dir, log_from)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (to pin a daemon's port across its restarts)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def copy_registry(model_root: Path, home: Path) -> None:
+    """A controller home holding a copy of the digits registry (``digits_model.root``): its own to change."""
+    home.mkdir()
+    shutil.copy(model_root / "registry.db", home / "registry.db")
+    shutil.copytree(model_root / "blobs", home / "blobs")
+
+
+def cli_json(ctl: ControllerProc, *args: str) -> Any | None:
+    """``jetfleet ARGS --json`` against ``ctl``, parsed; None when the controller does not answer."""
+    out = ctl.cli(*args, "--json", timeout=60)
+    return json.loads(out.stdout) if out.returncode == 0 else None
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -18,7 +18,6 @@ A real agent process serves the digits model in FP32. Expected:
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -29,7 +28,14 @@ import grpc
 import pytest
 from agents import DigitsModel
 from faults.harness import Invariants
-from faults.procs_agent import AgentProcs, agent_processes, check_invariants, start_controller_process, until
+from faults.procs_agent import (
+    AgentProcs,
+    agent_processes,
+    check_invariants,
+    copy_registry,
+    start_controller_process,
+    until,
+)
 
 from jetfleet.common.fleet import ArtifactRef, DeploymentState, Step
 from jetfleet.common.hashing import sha256_file
@@ -113,9 +119,7 @@ def test_a_model_that_fails_its_smoke_test_rolls_back(
 
 def _registry_with_unreachable_int8(digits_model: DigitsModel, home: Path) -> None:
     """A copy of the registry whose INT8 artifact claims 100 % accuracy: every smoke test of it fails."""
-    home.mkdir()
-    shutil.copy(digits_model.root / "registry.db", home / "registry.db")
-    shutil.copytree(digits_model.root / "blobs", home / "blobs")
+    copy_registry(digits_model.root, home)
     with sqlite3.connect(home / "registry.db") as db:
         changed = db.execute(
             "UPDATE metrics SET value = 1.0 WHERE artifact_kind = 'onnx-int8-qdq' AND name = 'accuracy'"

@@ -47,6 +47,15 @@ def test_in_flight_is_not_started_twice() -> None:
     assert _one(_dev("d", V1), in_flight={("d", "basic_cnn")})[0] == Decision.IN_FLIGHT
 
 
+def test_a_success_waits_for_the_device_to_report_it_instead_of_deploying_again() -> None:
+    """The heartbeat that shows the new slot lags the deploy: until it comes, re-deploying would repeat it."""
+    done = {("d", "basic_cnn"): Attempt(V2, "OK", "", 99.5, 0)}
+    before = replace(_dev("d", V1), last_seen=99.0)
+    after = replace(_dev("d", V1), last_seen=99.7)  # reported since, and still not serving V2: deploy again
+    assert _one(before, attempts=done, now=99.6)[0] == Decision.IN_FLIGHT
+    assert _one(after, attempts=done, now=99.8)[0] == Decision.DEPLOY
+
+
 def test_permanent_failure_blocks_without_a_retry_storm() -> None:
     failed = Attempt(V2, "FAILED_PRECONDITION", "smoke test 40% < 98%", 90.0, 1)
     decision, reason = _one(_dev("d", V1), attempts={("d", "basic_cnn"): failed}, now=10_000.0)
