@@ -5,7 +5,7 @@ P-256 key (it never leaves the device), sends a certificate signing request
 with the single-use token the operator got from ``jetfleet devices enroll``,
 and stores what comes back under ``<data-dir>/identity``:
 
-    agent.key (0600)  agent.pem  ca.pem  manifest.pub  enrolled.json
+    agent.key  agent.pem  ca.pem  manifest.pub  enrolled.json   (each 0600, in a 0700 folder)
 
 The enrollment call uses TLS that authenticates the controller against the
 fleet CA the operator handed over (``--ca``; its sha256 is checked against
@@ -117,9 +117,9 @@ def store_identity(
     folder: Path, identity: pki.Identity, key: object, reply: cpb.EnrollResponse, address: str
 ) -> AgentIdentity:
     pki.write_secret(folder / KEY, pki.private_key_pem(key))  # type: ignore[arg-type]
-    pki.write_public(folder / CERT, reply.certificate_pem)
-    pki.write_public(folder / CA, reply.ca_pem)
-    pki.write_public(folder / MANIFEST_KEY, reply.manifest_public_key_pem)
+    pki.write_secret(folder / CERT, reply.certificate_pem)
+    pki.write_secret(folder / CA, reply.ca_pem)
+    pki.write_secret(folder / MANIFEST_KEY, reply.manifest_public_key_pem)
     info = {
         "name": identity.name,
         "enrolled_at": time.time(),

@@ -107,14 +107,16 @@ def init_pki(folder: Path, hosts: Sequence[str] = (), admin: str = "operator", f
         ca_key, ca_pem, admin_key.public_key(), pki.Identity("admin", admin), days=DEVICE_CERT_DAYS, client=True
     )
     signing = pki.new_signing_key()
+    # Every file owner-only, certificates too: nothing here is for other local users (ca.pem is handed to
+    # devices by the operator, who can read it).
     pki.write_secret(folder / FILES["ca_key"], pki.private_key_pem(ca_key))
     pki.write_secret(folder / FILES["controller_key"], pki.private_key_pem(controller_key))
     pki.write_secret(folder / FILES["admin_key"], pki.private_key_pem(admin_key))
     pki.write_secret(folder / FILES["signing_key"], pki.signing_key_pem(signing))
-    pki.write_public(folder / FILES["controller"], controller_pem)
-    pki.write_public(folder / FILES["admin"], admin_pem)
-    pki.write_public(folder / FILES["signing_pub"], pki.public_key_pem(signing.public_key()))
-    pki.write_public(folder / FILES["ca"], ca_pem)  # last: its presence means the folder is complete
+    pki.write_secret(folder / FILES["controller"], controller_pem)
+    pki.write_secret(folder / FILES["admin"], admin_pem)
+    pki.write_secret(folder / FILES["signing_pub"], pki.public_key_pem(signing.public_key()))
+    pki.write_secret(folder / FILES["ca"], ca_pem)  # last: its presence means the folder is complete
     return PkiSummary(folder, _sha256_hex(ca_pem), pki.key_id(signing.public_key()), (*names, *ips))
 
 

@@ -77,10 +77,11 @@ def _register(name: str) -> controller_pb2.RegisterRequest:
 
 def test_enrollment_tokens_are_single_use_expiring_and_bound_to_a_name(fleet: SecureFleet, invariants) -> None:
     identity = fleet.enroll("jetson-01")
-    key = identity.folder / "agent.key"
-    invariants.expect("device key is owner-only", stat.S_IMODE(key.stat().st_mode) == 0o600, oct(key.stat().st_mode))
+    for path in identity.folder.iterdir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        invariants.expect(f"{path.name} is owner-only", mode == 0o600, oct(mode))
     invariants.expect("identity folder is owner-only", stat.S_IMODE(identity.folder.stat().st_mode) == 0o700)
-    for pem in ("ca.key", "controller.key", "admin.key", "manifest-signing.key"):
+    for pem in ("ca.key", "ca.pem", "controller.key", "controller.pem", "admin.key", "manifest-signing.key"):
         mode = stat.S_IMODE((fleet.pki.folder / pem).stat().st_mode)
         invariants.expect(f"{pem} is owner-only", mode == 0o600, oct(mode))
 

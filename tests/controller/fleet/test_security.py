@@ -21,8 +21,8 @@ def test_certs_init_writes_an_owner_only_pki_and_refuses_to_replace_it(tmp_path:
     assert out.returncode == 0, out.stderr
     assert "CA sha256" in out.stdout and "ws.lab" in out.stdout
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for key in ("ca_key", "controller_key", "admin_key", "signing_key"):
-        assert stat.S_IMODE((folder / FILES[key]).stat().st_mode) == 0o600, key
+    for name in FILES.values():
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     fleet = FleetPKI(folder)
     controller = fleet.controller_credentials().cert_pem
     pki.verify_issued_by(controller, fleet.ca_pem)
