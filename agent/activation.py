@@ -349,6 +349,7 @@ class ModelManager:
         if path is None:
             progress(Step.BUILD, f"building a {self.backend.name} engine ({spec.precision})", 0.0)
             onnx_path = self.store.verify(spec.onnx)
+            check_onnx_file(onnx_path)  # every build, rollbacks and restarts too: not only fresh deployments
             start = time.perf_counter()
 
             def build(out: Path) -> None:

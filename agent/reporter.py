@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # The controller refused the report itself: resending cannot help, and it must not block the queue.
 PERMANENT = {
     grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,  # e.g. a report queued under the agent's name before it re-enrolled
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.UNIMPLEMENTED,

@@ -129,14 +129,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if key is None:
             raise AgentError(FAILED_PRECONDITION, "this agent has no pinned manifest key; enroll it first")
         sm = SignedManifest(signed.payload, signed.signature, signed.key_id) if present else None  # type: ignore[union-attr]
-        probe = verify_manifest(
-            sm,
-            key,
-            device_class=self.agent.device.device_class,
-            accepted_version=None,  # type: ignore[arg-type]
-        )
+        device_class, name = self.agent.device.device_class, self.agent.name
+        check = {"device_class": device_class, "device": name}
+        probe = verify_manifest(sm, key, accepted_version=None, **check)  # type: ignore[arg-type]
         floor = self.agent.manager.accepted_version(model or probe.model)
-        return verify_manifest(sm, key, device_class=self.agent.device.device_class, accepted_version=floor)  # type: ignore[arg-type]
+        return verify_manifest(sm, key, accepted_version=floor, **check)  # type: ignore[arg-type]
 
     @handled
     def GetUploadOffset(self, request: apb.UploadOffsetRequest, context: grpc.ServicerContext) -> apb.UploadOffset:
@@ -159,7 +156,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise AgentError(INVALID_ARGUMENT, "an upload must start with a header message")
         ref = _required_artifact(first.header.artifact)
         manifest = self.verify(first.header.manifest if first.header.HasField("manifest") else None)
-        if manifest is not None and not manifest.covers(ref.sha256):
+        if manifest is not None and not manifest.covers(ref.sha256, ref.size):
             raise AgentError(
                 PERMISSION_DENIED, f"artifact {ref.short} is not part of the signed manifest for {manifest.model}"
             )
@@ -182,6 +179,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             log.warning("deployment %s refused: %s", request.deployment_id, exc)
             _abort(context, exc)
         margin = request.smoke_margin if request.HasField("smoke_margin") else None
+        if margin is not None and self.agent.identity is not None:
+            margin = min(margin, self.agent.config.smoke_margin)  # unsigned: it may tighten the gate, never loosen it
         yield from self._deployment(
             request.deployment_id,
             context,
@@ -198,6 +197,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise ManifestError(
                 "mismatch", f"the manifest is for deployment {manifest.deployment_id}, not {request.deployment_id}"
             )
+        if manifest.purpose != "deploy":
+            raise ManifestError(
+                "mismatch", f"the manifest for {manifest.description} allows an upload, not a deployment"
+            )
         if request.HasField("spec") and convert.spec_from_pb(request.spec) != manifest.spec:
             raise ManifestError("mismatch", "the request's model spec differs from the signed manifest's")
         return manifest.spec, manifest.rollback
@@ -210,6 +213,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             manifest = self.verify(request.manifest if request.HasField("manifest") else None, request.model)
             if manifest is not None and (
                 not manifest.rollback
+                or manifest.spec is not None  # a rollback to the device's own previous version names no spec
+                or manifest.purpose != "deploy"
                 or manifest.model != request.model
                 or manifest.deployment_id != request.deployment_id
             ):

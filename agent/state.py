@@ -68,7 +68,14 @@ class AgentState:
                 active={k: ModelSlot.from_dict(v) for k, v in data["active"].items()},
                 previous={k: [ModelSlot.from_dict(s) for s in v] for k, v in data["previous"].items()},
                 history=[DeploymentRecord.from_dict(r) for r in data["history"]],
-                accepted={str(k): int(v) for k, v in data.get("accepted", {}).items()},  # absent before signing
+                accepted=_floors(data),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise JetfleetError(f"agent state {path} is unreadable: {exc}", "restore it or move it away") from exc
+
+
+def _floors(data: dict[str, Any]) -> dict[str, int]:
+    """The anti-rollback floors; a state file from before signed manifests starts them at what serves."""
+    if "accepted" in data:
+        return {str(k): int(v) for k, v in data["accepted"].items()}
+    return {model: int(slot["spec"]["version"]) for model, slot in data["active"].items()}

@@ -112,7 +112,12 @@ class ArtifactStore:
 
     def usage(self) -> int:
         """Bytes held in blobs and staging (the quota counts both)."""
-        return sum(p.stat().st_size for d in (self.blobs, self.staging) for p in d.iterdir() if p.is_file())
+        total = 0
+        for folder in (self.blobs, self.staging):
+            for path in folder.iterdir():
+                with contextlib.suppress(FileNotFoundError):  # pruned or renamed meanwhile: not held any more
+                    total += path.stat().st_size
+        return total
 
     def disk_free(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -123,11 +128,16 @@ class ArtifactStore:
 
     def offset(self, ref: ArtifactRef) -> UploadState:
         """Where an upload of ``ref`` stands: stored, or how many bytes to skip."""
+        with self._lock:
+            busy = ref.sha256 in self._busy  # an upload is writing the part: only that upload may reset it
+        return self._state(ref, reset=not busy)
+
+    def _state(self, ref: ArtifactRef, reset: bool) -> UploadState:
         if self.has(ref):
             return UploadState(True, ref.size)
         part = self._part(ref)
         staged = part.stat().st_size if part.exists() else 0
-        if staged > ref.size:  # a stale part of a different size claim: start over
+        if staged > ref.size and reset:  # a stale part of a different size claim: start over
             part.unlink(missing_ok=True)
             staged = 0
         return UploadState(False, staged)
@@ -146,7 +156,7 @@ class ArtifactStore:
                 raise AgentError(ABORTED, f"artifact {ref.short} is already being uploaded", "retry when it finishes")
             self._busy.add(ref.sha256)
         try:
-            state = self.offset(ref)
+            state = self._state(ref, reset=True)  # this upload holds the artifact: it may reset a stale part
             if not state.present and offset != state.offset:
                 raise AgentError(
                     INVALID_ARGUMENT,

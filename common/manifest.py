@@ -10,7 +10,8 @@ spirit of TUF:
 - **what**: the model spec (name, version, precision, sha256 of the ONNX
   file and test set); an artifact is installed only if the manifest covers
   its hash (:meth:`Manifest.covers`);
-- **where**: the device class it targets (an Orin engine is not a Nano's);
+- **where**: the one device it is for, and its class (an Orin engine is
+  not a Nano's); a manifest captured on one device is refused by every other;
 - **when**: issued/expiry times, so a captured manifest cannot be replayed
   forever (freeze attack), with some clock skew allowed for Jetsons without
   an RTC battery;
@@ -49,10 +50,23 @@ REASONS = (
     "expired",
     "not-yet-valid",
     "wrong-device-class",
+    "wrong-device",
     "downgrade",
     "mismatch",
 )
-_FIELDS = ("format", "deployment_id", "model", "device_class", "issued_at", "expires_at", "spec", "rollback")
+_FIELDS = (
+    "format",
+    "deployment_id",
+    "model",
+    "device_class",
+    "issued_at",
+    "expires_at",
+    "spec",
+    "rollback",
+    "device",
+    "purpose",
+)
+PURPOSES = ("deploy", "upload")  # an "upload" manifest lets bytes in (a job's test set) but never deploys
 _SPEC_FIELDS = frozenset(f.name for f in fields(ModelSpec))
 
 
@@ -96,8 +110,14 @@ class Manifest:
     expires_at: float
     spec: ModelSpec | None = None  # None only for a rollback to the device's own previous version
     rollback: bool = False  # an explicit, signed rollback: may go below the version already accepted
+    device: str = ""  # the one device it is for: a manifest captured from one device is useless on another
+    purpose: str = "deploy"  # see PURPOSES
 
     def __post_init__(self) -> None:
+        if not isinstance(self.device, str):
+            raise _malformed(f"device must be a string, got {self.device!r}")
+        if self.purpose not in PURPOSES:
+            raise _malformed(f"purpose must be one of {list(PURPOSES)}, got {self.purpose!r}")
         for name in ("deployment_id", "model", "device_class"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -133,12 +153,13 @@ class Manifest:
         kind = "rollback to " if self.rollback else ""
         return f"{kind}{self.model} v{self.spec.version} ({self.spec.precision})"
 
-    def covers(self, sha256: str) -> bool:
-        """Whether ``sha256`` is an artifact this manifest approved (the ONNX file or the test set)."""
+    def covers(self, sha256: str, size: int | None = None) -> bool:
+        """Whether ``sha256`` (of ``size`` bytes, when given) is an artifact this manifest approved (the ONNX file
+        or the test set): an uploader must not claim another size than the signed one (it reserves disk by it)."""
         if self.spec is None:
             return False
-        approved = {self.spec.onnx.sha256} | ({self.spec.test_set.sha256} if self.spec.test_set else set())
-        return sha256 in approved
+        approved = [r for r in (self.spec.onnx, self.spec.test_set) if r is not None]
+        return any(r.sha256 == sha256 and (size is None or r.size == size) for r in approved)
 
     def to_payload(self) -> bytes:
         """Canonical JSON bytes: the same manifest always gives the same bytes (and signature input)."""
@@ -151,6 +172,8 @@ class Manifest:
             "expires_at": float(self.expires_at),
             "spec": self.spec.to_dict() if self.spec else None,
             "rollback": self.rollback,
+            "device": self.device,
+            "purpose": self.purpose,
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode(
             "ascii"
@@ -176,6 +199,8 @@ class Manifest:
             expires_at=float(body["expires_at"]),
             spec=_parse_spec(body["spec"]),
             rollback=body["rollback"],
+            device=body["device"],
+            purpose=body["purpose"],
         )
 
 
@@ -250,8 +275,10 @@ def issue(
     ttl_s: float = 3600.0,
     rollback: bool = False,
     now: float | None = None,
+    device: str = "",
+    purpose: str = "deploy",
 ) -> SignedManifest:
-    """Build and sign a manifest valid from ``now`` for ``ttl_s`` seconds."""
+    """Build and sign a manifest for ``device`` valid from ``now`` for ``ttl_s`` seconds."""
     issued_at = time.time() if now is None else now
     manifest = Manifest(
         deployment_id=deployment_id,
@@ -261,6 +288,8 @@ def issue(
         expires_at=issued_at + ttl_s,
         spec=spec,
         rollback=rollback,
+        device=device,
+        purpose=purpose,
     )
     return sign(manifest, key)
 
@@ -273,17 +302,24 @@ def verify(
     accepted_version: int | None,
     now: float | None = None,
     skew_s: float = 300.0,
+    device: str | None = None,
 ) -> Manifest:
     """The manifest, if ``public_key`` signed it and it applies to this device now; else :class:`ManifestError`.
 
     Checks, in order: signed at all, by the trusted key id, signature valid
     over the exact payload bytes, payload well-formed, inside its validity
-    window, for this device class, and not a downgrade below
+    window, for this device (``device``, when given) and its class, and not a downgrade below
     ``accepted_version`` (the highest version this device accepted) unless
     it is a signed rollback.
     """
     manifest = Manifest.from_payload(_verified_payload(signed, public_key))  # parse only signed bytes
     _check_time(manifest, time.time() if now is None else now, skew_s)
+    if device is not None and manifest.device != device:
+        raise ManifestError(
+            "wrong-device",
+            f"manifest for {manifest.description} was signed for device {manifest.device or '(none)'}, "
+            f"this is {device}",
+        )
     _check_target(manifest, device_class, accepted_version)
     return manifest
 

@@ -54,7 +54,9 @@ ORGANIZATION = "jetfleet"
 URI_SCHEME = "jetfleet://"
 CLOCK_SKEW = dt.timedelta(minutes=5)  # leaves are valid from 5 min before issue
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
+# A DNS label: device names become the DNS name the controller checks when it dials, and DNS names match
+# case-insensitively, so upper case and a trailing dot would let "JETFLEET-CONTROLLER." pose as another name.
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _URI = re.compile(r"jetfleet://([^/]+)/([^/]+)")
 
 
@@ -78,7 +80,7 @@ class Identity:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise PKIError(
                 f"invalid {self.role} name {self.name!r}",
-                hint="use 1-63 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'",
+                hint="use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
             )
 
     @property

@@ -110,11 +110,13 @@ class AgentClient:
             self._device_class = self.status(history=0).device.device_class
         return self._device_class
 
-    def sign(self, spec: ModelSpec, deployment_id: str, rollback: bool = False) -> cpb.SignedManifest | None:
-        """A manifest for deploying ``spec`` (None without a signer)."""
+    def sign(
+        self, spec: ModelSpec, deployment_id: str, rollback: bool = False, purpose: str = "deploy"
+    ) -> cpb.SignedManifest | None:
+        """A manifest for ``spec`` on this device (None without a signer); ``purpose="upload"`` only lets bytes in."""
         if self.signer is None:
             return None
-        return _manifest_pb(self.signer.deploy(deployment_id, spec, self.device_class, rollback))
+        return _manifest_pb(self.signer.deploy(deployment_id, spec, self.name, self.device_class, rollback, purpose))
 
     def close(self) -> None:
         self.channel.close()
@@ -215,7 +217,7 @@ class AgentClient:
     ) -> DeployOutcome:
         request = apb.RollbackRequest(deployment_id=deployment_id or uuid.uuid4().hex, model=model)
         if self.signer is not None:
-            signed = self.signer.rollback(request.deployment_id, model, self.device_class)
+            signed = self.signer.rollback(request.deployment_id, model, self.name, self.device_class)
             request.manifest.CopyFrom(_manifest_pb(signed))
         return self._deployment(self.stub.Rollback(request, timeout=timeout), progress)
 

@@ -31,6 +31,7 @@ from jetfleet.controller.fleet.agent_client import AgentCallError, AgentClient
 from jetfleet.controller.fleet.reconcile import Attempt, Decision, decide
 from jetfleet.controller.fleet.security import Enrollments, FleetPKI, Gate
 from jetfleet.controller.fleet.service import ControllerServicer, EnrollmentServicer
+from jetfleet.controller.fleet.specs import registered
 from jetfleet.controller.fleet.store import DeviceRecord, FleetStore, Liveness, liveness
 from jetfleet.controller.registry.store import Registry
 from jetfleet.proto import convert
@@ -261,12 +262,15 @@ class Controller:
                     model, deployment_id=f"{rollout}-{device.name}", timeout=self.settings.agent_timeout_s
                 )
             self.store.add_deployment(outcome.record, time.time())
-            if outcome.ok:
-                self.store.set_desired(device.name, outcome.record.spec, rollout, time.time())
+            known = registered(self.registry, outcome.record.spec) if outcome.ok else None
+            if known is not None:  # the registry's copy: what the device says it went back to is only a claim
+                self.store.set_desired(device.name, known.spec, rollout, time.time())
                 with self._lock:
                     self._attempts.pop(key, None)
-            phase = "active" if outcome.ok else "failed"
-            msg = f"back to {outcome.record.spec.ref}" if outcome.ok else outcome.details
+            phase = "active" if known is not None else "failed"
+            msg = f"back to {outcome.record.spec.ref}" if known is not None else outcome.details
+            if outcome.ok and known is None:
+                msg = f"{device.name} went back to {outcome.record.spec.ref}, which the registry does not hold"
             return adm.FleetDeployEvent(
                 rollout_id=rollout,
                 device=device.name,
@@ -294,16 +298,25 @@ class Controller:
             return adm.FleetJobEvent(
                 job_id=job_id, device=device.name, phase="failed", message=f"{slot.spec.ref} has no test set"
             )
+        known = registered(self.registry, slot.spec)
+        if known is None or known.spec.test_set is None:
+            return adm.FleetJobEvent(
+                job_id=job_id,
+                device=device.name,
+                phase="failed",
+                message=f"{device.name} reports serving {slot.spec.ref}, which the registry does not hold as such",
+            )
+        test_set = known.spec.test_set
         try:
             with self.client(device) as client:
-                client.upload(
-                    self.registry.blob_path(slot.spec.test_set.sha256),
-                    slot.spec.test_set,
-                    manifest=client.sign(slot.spec, job_id),  # the test set of a version the device accepted
+                client.upload(  # signed for upload only: a job's manifest must never be usable to deploy
+                    known.files[test_set.sha256],
+                    test_set,
+                    manifest=client.sign(known.spec, job_id, purpose="upload"),
                 )
                 result = client.run_job(
                     model=request.model,
-                    test_set=slot.spec.test_set,
+                    test_set=test_set,
                     batch_size=request.batch_size or 32,
                     warmup=request.warmup,
                     iterations=request.iterations,

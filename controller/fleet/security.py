@@ -185,11 +185,39 @@ class ManifestSigner:
         self.key = key
         self.ttl_s = ttl_s
 
-    def deploy(self, deployment_id: str, spec: ModelSpec, device_class: str, rollback: bool = False) -> SignedManifest:
-        return issue(self.key, deployment_id, spec, spec.model, device_class, ttl_s=self.ttl_s, rollback=rollback)  # type: ignore[arg-type]
+    def deploy(
+        self,
+        deployment_id: str,
+        spec: ModelSpec,
+        device: str,
+        device_class: str,
+        rollback: bool = False,
+        purpose: str = "deploy",
+    ) -> SignedManifest:
+        """``spec`` for ``device`` alone; callers pass specs from the registry, never ones a device reported."""
+        return issue(
+            self.key,  # type: ignore[arg-type]
+            deployment_id,
+            spec,
+            spec.model,
+            device_class,
+            ttl_s=self.ttl_s,
+            rollback=rollback,
+            device=device,
+            purpose=purpose,
+        )
 
-    def rollback(self, deployment_id: str, model: str, device_class: str) -> SignedManifest:
-        return issue(self.key, deployment_id, None, model, device_class, ttl_s=self.ttl_s, rollback=True)  # type: ignore[arg-type]
+    def rollback(self, deployment_id: str, model: str, device: str, device_class: str) -> SignedManifest:
+        return issue(
+            self.key,  # type: ignore[arg-type]
+            deployment_id,
+            None,
+            model,
+            device_class,
+            ttl_s=self.ttl_s,
+            rollback=True,
+            device=device,
+        )
 
 
 def _dt(ts: float) -> datetime:
@@ -343,4 +371,5 @@ class Gate:
             )
 
     def admin(self, context: grpc.ServicerContext) -> None:
-        self.caller(context, "admin", "controller")
+        """Operators only: not even the controller's own certificate, so its TLS key alone cannot enroll devices."""
+        self.caller(context, "admin")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -15,6 +17,8 @@ from jetfleet.proto import convert
 from jetfleet.proto.v1 import controller_pb2 as cpb
 from jetfleet.proto.v1 import controller_pb2_grpc
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 HEARTBEAT_INTERVAL_S = 10.0  # liveness within seconds, negligible load for thousands of agents
 
 
@@ -62,21 +66,32 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
 
     def Heartbeat(self, request: cpb.HeartbeatRequest, context: grpc.ServicerContext) -> cpb.HeartbeatResponse:
         self.gate.device(context, request.name)
-        known = self.store.heartbeat(
-            request.name,
-            convert.telemetry_from_pb(request.telemetry),
-            tuple(convert.slot_from_pb(s) for s in request.active),
-            time.time(),
-        )
+        try:
+            telemetry = convert.telemetry_from_pb(request.telemetry)
+            active = tuple(convert.slot_from_pb(s) for s in request.active)
+        except JetfleetError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        known = self.store.heartbeat(request.name, telemetry, active, time.time())
         return cpb.HeartbeatResponse(reregister=not known)
 
     def ReportDeployment(self, request: cpb.DeploymentReport, context: grpc.ServicerContext) -> cpb.Ack:
         self.gate.device(context, request.record.agent)
-        return cpb.Ack(duplicate=not self.store.add_deployment(convert.record_from_pb(request.record), time.time()))
+        record = _decoded(context, convert.record_from_pb, request.record)
+        return cpb.Ack(duplicate=not self.store.add_deployment(record, time.time()))
 
     def ReportJobResult(self, request: cpb.JobResultReport, context: grpc.ServicerContext) -> cpb.Ack:
         self.gate.device(context, request.result.agent)
-        return cpb.Ack(duplicate=not self.store.add_job(convert.job_result_from_pb(request.result), time.time()))
+        result = _decoded(context, convert.job_result_from_pb, request.result)
+        return cpb.Ack(duplicate=not self.store.add_job(result, time.time()))
+
+
+def _decoded(context: grpc.ServicerContext, decode: Callable[[Any], T], msg: Any) -> T:
+    """A malformed report is INVALID_ARGUMENT (the agent drops it), not UNKNOWN (retried for ever)."""
+    try:
+        return decode(msg)
+    except JetfleetError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise  # unreachable: abort raises
 
 
 class EnrollmentServicer(controller_pb2_grpc.EnrollmentServiceServicer):
@@ -89,14 +104,22 @@ class EnrollmentServicer(controller_pb2_grpc.EnrollmentServiceServicer):
     def Enroll(self, request: cpb.EnrollRequest, context: grpc.ServicerContext) -> cpb.EnrollResponse:
         try:  # the request is checked before the token is spent: a malformed CSR must not burn it
             pki.csr_public_key(request.csr_pem, pki.Identity("device", request.name))
-        except JetfleetError as exc:
+        except (JetfleetError, ValueError, TypeError) as exc:  # cryptography raises these for odd algorithms
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             self.enrollments.consume(request.name, request.token)
         except JetfleetError as exc:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        cert = self.pki.issue_device(request.name, request.csr_pem)
-        self.enrollments.record_certificate(cert)
+        try:
+            cert = self.pki.issue_device(request.name, request.csr_pem)
+            self.enrollments.record_certificate(cert)
+        except Exception as exc:  # the token is spent: say so plainly rather than UNKNOWN
+            log.exception("enrolling %s failed after its token was accepted", request.name)
+            context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"the controller could not issue a certificate for {request.name} ({type(exc).__name__}); "
+                "its token is spent: make a new one",
+            )
         return cpb.EnrollResponse(
             certificate_pem=cert, ca_pem=self.pki.ca_pem, manifest_public_key_pem=self.pki.signing_public_pem()
         )

@@ -61,3 +61,17 @@ def _hint(info: VersionInfo, precision: str) -> str:
     if precision == "fp32":
         return f"run `jetfleet models export {info.ref}`"
     return f"run `jetfleet models quantize {info.ref} --precision {precision}`"
+
+
+def registered(registry: Registry, spec: ModelSpec) -> Deployable | None:
+    """The registry's own copy of ``spec`` when it has exactly that version and precision, else None.
+
+    A spec a device reports is only a claim: the controller signs manifests
+    for what its registry holds, so a device cannot get a signature for an
+    artifact of its choosing by reporting it as served.
+    """
+    try:
+        known = deployable(registry, f"{spec.model}:{spec.version}", spec.precision)
+    except JetfleetError:
+        return None
+    return known if known.spec == spec else None

@@ -291,3 +291,23 @@ def test_error_reason_must_be_known() -> None:
     assert ManifestError("mismatch", "artifact not covered").reason == "mismatch"
     with pytest.raises(ValueError):
         ManifestError("nope", "x")
+
+
+def test_a_manifest_is_for_one_device(key) -> None:
+    signed = issue(key, device="jetson-01")
+    assert verify(signed, key, device="jetson-01").device == "jetson-01"
+    message = refused("wrong-device", signed, key, device="jetson-02")
+    assert "jetson-01" in message and "jetson-02" in message
+    assert "(none)" in refused("wrong-device", issue(key), key, device="jetson-02")
+
+
+def test_purpose_is_signed_and_checked(key) -> None:
+    assert verify(issue(key, purpose="upload"), key).purpose == "upload"
+    with pytest.raises(mf.ManifestError, match="purpose"):
+        issue(key, purpose="anything")
+
+
+def test_covers_checks_the_signed_size_too(key) -> None:
+    m = verify(issue(key), key)
+    assert m.covers(m.spec.onnx.sha256) and m.covers(m.spec.onnx.sha256, m.spec.onnx.size)
+    assert not m.covers(m.spec.onnx.sha256, m.spec.onnx.size + 1)

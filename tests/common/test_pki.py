@@ -49,10 +49,13 @@ def test_identity_uri_round_trip() -> None:
     assert Identity.from_uri(DEVICE.uri) == DEVICE
     assert str(DEVICE) == "device jetson-01"
     assert Identity("admin", "a" * 63).name == "a" * 63
-    assert Identity("controller", "_ctl.1").uri == "jetfleet://controller/_ctl.1"
+    assert Identity("controller", "ctl-1").uri == "jetfleet://controller/ctl-1"
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "-flag", "a" * 64, "with space", "slash/name", "ümlaut", "a:b"])
+@pytest.mark.parametrize(
+    "name",
+    ["", ".hidden", "-flag", "a" * 64, "with space", "slash/name", "ümlaut", "a:b", "JETSON-01", "jetson-01.", "end-"],
+)
 def test_bad_names_rejected(name: str) -> None:
     with pytest.raises(PKIError, match="invalid device name"):
         Identity("device", name)

@@ -10,22 +10,25 @@ with the right gRPC status, and nothing they carried is stored.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 import pytest
-from agents import agent_config
+from agents import DigitsModel, agent_config
 
 from jetfleet.agent.daemon import Agent
 from jetfleet.agent.identity import AgentIdentity, enroll
 from jetfleet.common.errors import JetfleetError
+from jetfleet.common.fleet import ArtifactRef
 from jetfleet.controller.fleet.daemon import Controller, ControllerSettings
 from jetfleet.controller.fleet.security import FleetPKI
 from jetfleet.controller.registry.store import Registry
+from jetfleet.proto import convert
 from jetfleet.proto.rpc import CONTROLLER_TLS_NAME, MAX_MESSAGE_BYTES, make_channel
 from jetfleet.proto.v1 import admin_pb2 as adm
 from jetfleet.proto.v1 import admin_pb2_grpc, agent_pb2, agent_pb2_grpc, controller_pb2, controller_pb2_grpc
@@ -199,4 +202,36 @@ def test_revoking_a_device_stops_its_calls_at_once(fleet: SecureFleet, invariant
     )
     invariants.expect("the old certificate is still refused", _code(lambda: stub.Heartbeat(beat, timeout=5))
                       == grpc.StatusCode.UNAUTHENTICATED)  # fmt: skip
+    invariants.check()
+
+
+def test_a_device_cannot_get_its_own_spec_signed_by_reporting_it(
+    tmp_path: Path, fleet_pki: FleetPKI, digits_model: DigitsModel, invariants
+) -> None:
+    """A lying device reports serving an artifact of its choosing; the controller signs only registry specs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(digits_model.root / "registry.db", home / "registry.db")
+    shutil.copytree(digits_model.root / "blobs", home / "blobs")
+    registry = Registry.open(f"sqlite:///{home / 'registry.db'}", home=home)
+    settings = ControllerSettings(listen="127.0.0.1:0", enroll_listen="127.0.0.1:0")
+    controller = Controller(registry, settings, fleet_pki)
+    controller.start()
+    try:
+        fleet = SecureFleet(controller, fleet_pki, tmp_path)
+        liar = fleet.as_device(fleet.enroll("jetson-01"))
+        forged = replace(digits_model.fp32.spec, version=2**31 - 1, onnx=ArtifactRef("ab" * 32, 1234))
+        claim = _register("jetson-01")
+        claim.active.add(spec=convert.spec_to_pb(forged), backend="onnxruntime")
+        liar.Register(claim, timeout=5)
+        events = list(fleet.admin().RunJobs(adm.FleetJobRequest(model="basic_cnn", selector="jetson-01"), timeout=30))
+        final = [e for e in events if e.phase != "started"]
+        invariants.record("job events", events=[(e.phase, e.message) for e in final])
+        invariants.expect(
+            "the controller refuses to sign a spec the registry does not hold",
+            len(final) == 1 and final[0].phase == "failed" and "registry does not hold" in final[0].message,
+            final,
+        )
+    finally:
+        controller.stop(grace=0.2)
     invariants.check()

@@ -58,9 +58,11 @@ def _deployment_id(signed: common_pb2.SignedManifest) -> str:
         return uuid.uuid4().hex
 
 
-def _signed(key: object, spec: ModelSpec | None, device_class: str, **kw: object) -> common_pb2.SignedManifest:
+def _signed(
+    key: object, spec: ModelSpec | None, device_class: str, device: str = "jetson-01", **kw: object
+) -> common_pb2.SignedManifest:
     model = spec.model if spec is not None else "basic_cnn"
-    return _manifest_pb(mf.issue(key, uuid.uuid4().hex, spec, model, device_class, **kw))  # type: ignore[arg-type]
+    return _manifest_pb(mf.issue(key, uuid.uuid4().hex, spec, model, device_class, device=device, **kw))  # type: ignore[arg-type]
 
 
 def _still_serving(ra: RunningAgent, spec: ModelSpec) -> bool:
@@ -89,6 +91,8 @@ def test_every_bad_manifest_is_refused_and_the_old_model_serves(
         "bad-signature ": tampered,
         "expired": _signed(key, int8.spec, device_class, ttl_s=60, now=time.time() - 3600),
         "wrong-device-class": _signed(key, int8.spec, "jetson-agx-thor"),
+        "wrong-device": _signed(key, int8.spec, device_class, device="jetson-02"),  # captured from a sibling
+        "mismatch": _signed(key, int8.spec, device_class, purpose="upload"),  # a job's test-set manifest
     }
     for reason, signed in cases.items():
         err = _deploy_with(ra, int8.spec, signed)
