@@ -236,15 +236,21 @@ class Token:
 
 
 class Enrollments:
-    """Tokens and issued certificates in the controller's database; revoked serials cached in memory."""
+    """Tokens and issued certificates in the controller's database, with their serials cached in memory.
+
+    Device certificates are an allow-list: one is honoured only if this
+    controller recorded it at enrollment and has not revoked it. A controller
+    whose database was recreated therefore trusts no device until each
+    enrolls again, instead of forgetting which certificates it revoked.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.Lock()  # one enrollment at a time: a token is consumed exactly once
         with self._sessions() as s:
-            self._revoked = set(
-                s.scalars(select(IssuedCertificate.serial).where(IssuedCertificate.revoked_at.is_not(None)))
-            )
+            rows = s.execute(select(IssuedCertificate.serial, IssuedCertificate.revoked_at)).all()
+        self._revoked = {serial for serial, revoked in rows if revoked is not None}
+        self._valid = {serial for serial, revoked in rows if revoked is None}
 
     def create(self, name: str, ttl_s: float = TOKEN_TTL_S, now: float | None = None) -> Token:
         pki.Identity("device", name)  # validates the name
@@ -309,6 +315,8 @@ class Enrollments:
             )
         with self._lock:
             self._revoked.update(older)
+            self._valid.difference_update(older)
+            self._valid.add(serial)
 
     def revoke(self, name: str, now: float | None = None) -> int:
         """Revoke every certificate of ``name`` and its unused tokens; how many certificates were revoked."""
@@ -329,10 +337,31 @@ class Enrollments:
             )
         with self._lock:
             self._revoked.update(serials)
+            self._valid.difference_update(serials)
         return len(serials)
 
     def is_revoked(self, cert_pem: bytes) -> bool:
         return format(pki.cert_serial(cert_pem), "x") in self._revoked
+
+    def is_enrolled(self, cert_pem: bytes) -> bool:
+        """Whether this controller issued the certificate at an enrollment and has not revoked it.
+
+        A serial missing from memory is looked up once (another controller
+        process on the same database may have enrolled it).
+        """
+        serial = format(pki.cert_serial(cert_pem), "x")
+        with self._lock:
+            if serial in self._valid:
+                return True
+            if serial in self._revoked:
+                return False
+        with self._sessions() as s:
+            row = s.get(IssuedCertificate, serial)
+        if row is None or row.revoked_at is not None or row.fingerprint != pki.cert_fingerprint(cert_pem):
+            return False
+        with self._lock:
+            self._valid.add(serial)
+        return True
 
 
 class Gate:
@@ -357,6 +386,11 @@ class Gate:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unusable client certificate: {exc}")
         if self.enrollments.is_revoked(pem):  # type: ignore[arg-type]
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"the certificate of {identity} was revoked")
+        if identity.role == "device" and not self.enrollments.is_enrolled(pem):  # type: ignore[arg-type]
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"the certificate of {identity} was not issued by this controller's enrollment; enroll the device",
+            )
         if identity.role not in roles:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity} may not call this method")
         return identity

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from agents import DigitsModel, StartAgent
 
+from jetfleet.agent.daemon import Agent
 from jetfleet.agent.reporter import Backoff
 from jetfleet.controller.fleet.security import Enrollments, FleetPKI, Gate
 from jetfleet.controller.fleet.service import ControllerServicer
@@ -26,13 +27,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _controller(port: int, db: Path, fleet: FleetPKI) -> tuple[grpc.Server, FleetStore]:
-    """The controller's real agent service, with mutual TLS and its per-call identity checks."""
+def _controller(port: int, db: Path, fleet: FleetPKI, enrolled: Agent) -> tuple[grpc.Server, FleetStore]:
+    """The controller's real agent service, with mutual TLS and its per-call identity checks; ``enrolled``'s
+    certificate is recorded as enrollment would record it (the agent was provisioned without the round trip)."""
     engine = make_engine(f"sqlite:///{db}")
     migrate(engine)
     store = FleetStore(engine)
+    enrollments = Enrollments(engine)
+    assert enrolled.identity is not None
+    enrollments.record_certificate(enrolled.identity.credentials.cert_pem)
     server = make_server()
-    servicer = ControllerServicer(store, 0.2, gate=Gate(Enrollments(engine)))
+    servicer = ControllerServicer(store, 0.2, gate=Gate(enrollments))
     controller_pb2_grpc.add_ControllerServiceServicer_to_server(servicer, server)
     assert bind(server, f"127.0.0.1:{port}", fleet.controller_credentials()) == port
     server.start()
@@ -69,7 +74,7 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
     def known(store: FleetStore) -> bool:
         return any(dev.name == "jetson-01" for dev in store.devices())
 
-    server, store = _controller(port, tmp_path / "controller.db", fleet_pki)
+    server, store = _controller(port, tmp_path / "controller.db", fleet_pki, ra.agent)
     try:
         _until(lambda: known(store) and len(store.jobs()) == 1)
         dev = store.device("jetson-01")
@@ -86,7 +91,7 @@ def test_agent_registers_when_the_controller_appears_and_reports_exactly_once(
 
     # The controller comes back with an empty database: the agent is told to register again and does.
     ra.client.run_job(test_set=d.spec.test_set, job_id="job-during-outage")
-    server, store = _controller(port, tmp_path / "fresh.db", fleet_pki)
+    server, store = _controller(port, tmp_path / "fresh.db", fleet_pki, ra.agent)
     try:
         _until(lambda: known(store) and len(store.jobs("job-during-outage")) == 1)
         assert ra.agent.reporter.pending == 0 and ra.agent.reporter.connected
@@ -108,7 +113,7 @@ def test_queued_reports_survive_an_agent_restart(
     assert ra.agent.reporter.pending == 2
     stop(ra)  # the controller never saw them; the agent goes down
     again = start_agent("jetson-01", data_dir=tmp_path / "dev", controller=f"127.0.0.1:{port}")
-    server, store = _controller(port, tmp_path / "controller.db", fleet_pki)
+    server, store = _controller(port, tmp_path / "controller.db", fleet_pki, again.agent)
     try:
         _until(lambda: len(store.jobs("before-restart")) == 1 and again.agent.reporter.pending == 0)
         assert [r.spec for r in store.deployments("jetson-01")] == [d.spec]

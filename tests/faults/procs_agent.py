@@ -47,7 +47,8 @@ from jetfleet.common.failpoints import DIR_VAR, ENV_VAR
 from jetfleet.common.fleet import DeploymentRecord, DeploymentState, ModelSlot, ModelSpec
 from jetfleet.controller.fleet.agent_client import AgentClient
 from jetfleet.controller.fleet.procs import Daemon
-from jetfleet.controller.fleet.security import FleetPKI, init_pki
+from jetfleet.controller.fleet.security import Enrollments, FleetPKI, init_pki
+from jetfleet.controller.registry.db import make_engine
 from jetfleet.proto import convert
 
 BIN = Path(sys.executable).parent
@@ -60,6 +61,28 @@ def fleet_pki_of(tmp: Path) -> FleetPKI:
     if not (folder / "ca.pem").exists():
         init_pki(folder)
     return FleetPKI(folder)
+
+
+_CONTROLLER_DBS: dict[int, Path] = {}  # a running controller's port -> its database
+
+
+def _record_enrolled(db: Path, cert_pem: bytes) -> None:
+    """Record a provisioned agent's certificate where enrollment would have (the controller honours only those)."""
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        enrollments = Enrollments(engine)
+        if not enrollments.is_enrolled(cert_pem):
+            enrollments.record_certificate(cert_pem)
+    finally:
+        engine.dispose()
+
+
+def _enroll_with(controller: str | None, data_dir: Path) -> None:
+    """If ``controller`` is one of this test's controllers, make the agent in ``data_dir`` enrolled there."""
+    db = _CONTROLLER_DBS.get(int(controller.rsplit(":", 1)[1])) if controller else None
+    identity = AgentIdentity.load(data_dir)
+    if db is not None and identity is not None:
+        _record_enrolled(db, identity.credentials.cert_pem)
 
 
 def _agent_transport(tmp: Path, name: str) -> list[str]:
@@ -267,6 +290,7 @@ def start_agent_process(
     ap = AgentProc(name, data_dir, tmp_path / f"{name}.log", args, {}, host=host)
     if note is not None:
         ap.note = note
+    _enroll_with(controller, data_dir)
     ap._spawn(env)
     return ap
 
@@ -349,7 +373,11 @@ def start_controller_process(
     full.update(JETFLEET_HOME=str(home), OMP_NUM_THREADS="1", **(env or {}))
     log_file = tmp_path / "controller.log"
     log_from = log_file.stat().st_size if log_file.exists() else 0
-    return ControllerProc(home, Daemon(args, log_file, env=full), pki_dir, log_from)
+    ctl = ControllerProc(home, Daemon(args, log_file, env=full), pki_dir, log_from)
+    _CONTROLLER_DBS[ctl.port] = ctl.db
+    for cert in tmp_path.glob("*/identity/agent.pem"):  # agents provisioned before it started
+        _record_enrolled(ctl.db, cert.read_bytes())
+    return ctl
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -235,3 +235,20 @@ def test_a_device_cannot_get_its_own_spec_signed_by_reporting_it(
     finally:
         controller.stop(grace=0.2)
     invariants.check()
+
+
+def test_a_ca_signed_certificate_this_controller_never_enrolled_is_refused(fleet: SecureFleet, invariants) -> None:
+    """Device certificates are an allow-list: signed by the CA is not enough (a recreated database, a key
+    that signed outside enrollment); only what this controller recorded at enrollment counts."""
+    from agents import provision
+
+    stray = provision(fleet.tmp / "stray", "jetson-07", fleet.pki)  # signed by the fleet CA, never enrolled here
+    code = _code(lambda: fleet.as_device(stray).Register(_register("jetson-07"), timeout=5))
+    invariants.expect("a never-enrolled certificate: UNAUTHENTICATED", code == grpc.StatusCode.UNAUTHENTICATED, code)
+    invariants.expect("nothing registered", fleet.controller.store.devices() == [])
+    enrolled = fleet.enroll("jetson-07")  # the same name through a token works
+    fleet.as_device(enrolled).Register(_register("jetson-07"), timeout=5)
+    invariants.expect(
+        "after enrolling it registers", [d.name for d in fleet.controller.store.devices()] == ["jetson-07"]
+    )
+    invariants.check()
