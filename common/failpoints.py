@@ -63,8 +63,3 @@ def failpoint(name: str) -> None:
     match = _ACTION.match(action)
     if match and match["seconds"]:
         time.sleep(float(match["seconds"]))
-
-
-def reset() -> None:
-    """Forget the parsed table (tests that change the variable in-process)."""
-    _table.cache_clear()

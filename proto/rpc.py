@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-from jetfleet.common.errors import JetfleetError
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a 4 MiB chunk plus headroom, or a batch of inline job images
 DEFAULT_CHUNK = 256 * 1024  # upload chunk: fastest and leanest in benchmarks/transfer.py (2-core loopback)
@@ -62,16 +59,6 @@ class Credentials:
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
-
-    @classmethod
-    def load(cls, ca: Path, cert: Path, key: Path) -> Credentials:
-        try:
-            return cls(ca.read_bytes(), cert.read_bytes(), key.read_bytes())
-        except OSError as exc:
-            raise JetfleetError(
-                f"cannot read TLS material: {exc}",
-                "run `jetfleet certs init` (controller) or `jetfleet-agent enroll` (device) first, or pass --insecure",
-            ) from exc
 
     def server(self, require_client_cert: bool = True) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
