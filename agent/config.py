@@ -51,13 +51,18 @@ import math
 import os
 import re
 import socket
-import tomllib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from jetfleet.common.errors import JetfleetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 5 and 6 (Python 3.8, 3.10): the same parser, published as tomli
+    import tomli as tomllib
 
 DEFAULT_CONFIG_PATH = Path("/etc/jetfleet/agent.toml")
 SYSTEM_DATA_DIR = Path("/var/lib/jetfleet-agent")

@@ -50,10 +50,10 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Callable, List, Optional, Protocol
 
 import psutil
 from rich.table import Table
@@ -62,8 +62,9 @@ from jetfleet.common.device import DeviceInfo, TelemetrySample
 
 logger = logging.getLogger(__name__)
 
-CommandRunner: TypeAlias = Callable[[list[str]], str | None]
-ModuleVersion: TypeAlias = Callable[[str], str | None]
+# Runtime aliases are written with typing's generics: they are evaluated on import, and JetPack 5 is Python 3.8.
+CommandRunner = Callable[[List[str]], Optional[str]]
+ModuleVersion = Callable[[str], Optional[str]]
 
 COMMAND_TIMEOUT_S = 3.0  # nvpmodel/nvidia-smi answer in well under a second; a wedged driver must not stall start-up
 DEFAULT_HISTORY = 600  # ten minutes at the default 1 s interval: enough for a benchmark job's report
@@ -585,7 +586,7 @@ class CpuMeter:
                 self._last = self._read_times()
                 time.sleep(self._prime_s)
             now = self._read_times()
-            load = tuple(_busy_percent(a, b) for a, b in zip(self._last, now, strict=False))
+            load = tuple(_busy_percent(a, b) for a, b in zip(self._last, now))
             self._last = now
             return load
 

@@ -23,7 +23,7 @@ import os
 import re
 import signal
 import time
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 ENV_VAR = "JETFLEET_FAILPOINTS"
@@ -33,7 +33,7 @@ _ACTION = re.compile(r"^(sleep\((?P<seconds>[0-9.]+)\)|kill|once-kill)$")
 log = logging.getLogger(__name__)
 
 
-@cache
+@lru_cache(maxsize=None)
 def _table() -> dict[str, str]:
     """name -> action, parsed from the environment; a malformed entry is an error at first use."""
     table: dict[str, str] = {}

@@ -145,7 +145,7 @@ def _key_kind(key: object) -> str:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def _name(common_name: str, unit: str | None = None) -> x509.Name:
@@ -360,7 +360,7 @@ def verify_issued_by(cert_pem: bytes, ca_cert_pem: bytes, now: float | None = No
         raise PKIError(
             f"certificate {who!r}: signature does not verify against CA {ca.subject.rfc4514_string()!r}"
         ) from exc
-    at = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    at = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
     for what, c in ((f"certificate {who!r}", cert), ("CA certificate", ca)):
         if at < c.not_valid_before_utc:
             raise PKIError(
