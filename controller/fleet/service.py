@@ -123,3 +123,7 @@ class EnrollmentServicer(controller_pb2_grpc.EnrollmentServiceServicer):
         return cpb.EnrollResponse(
             certificate_pem=cert, ca_pem=self.pki.ca_pem, manifest_public_key_pem=self.pki.signing_public_pem()
         )
+
+    def Clock(self, request: cpb.ClockRequest, context: grpc.ServicerContext) -> cpb.ClockResponse:
+        """The controller's wall clock: a device checks its skew before manifests start expiring on it."""
+        return cpb.ClockResponse(unix_ms=int(time.time() * 1000))

@@ -25,33 +25,37 @@ _sym_db = _symbol_database.Default()
 from jetfleet.proto.v1 import common_pb2 as jetfleet_dot_proto_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"jetfleet/proto/v1/controller.proto\x12\x0bjetfleet.v1\x1a\x1ejetfleet/proto/v1/common.proto\"=\n\rEnrollRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"Z\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\x1f\n\x17manifest_public_key_pem\x18\x03 \x01(\x0c\"\xa1\x01\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x17.jetfleet.v1.DeviceInfo\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12&\n\x06\x61\x63tive\x18\x05 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12\x10\n\x08\x62\x61\x63kends\x18\x06 \x03(\t\"0\n\x10RegisterResponse\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\x01\"\x8b\x01\n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1c.jetfleet.v1.TelemetrySample\x12&\n\x06\x61\x63tive\x18\x03 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12\x10\n\x08sequence\x18\x04 \x01(\x03\"\'\n\x11HeartbeatResponse\x12\x12\n\nreregister\x18\x01 \x01(\x08\"A\n\x10\x44\x65ploymentReport\x12-\n\x06record\x18\x01 \x01(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\"9\n\x0fJobResultReport\x12&\n\x06result\x18\x01 \x01(\x0b\x32\x16.jetfleet.v1.JobResult\"\x18\n\x03\x41\x63k\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x32\xb0\x02\n\x11\x43ontrollerService\x12G\n\x08Register\x12\x1c.jetfleet.v1.RegisterRequest\x1a\x1d.jetfleet.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.jetfleet.v1.HeartbeatRequest\x1a\x1e.jetfleet.v1.HeartbeatResponse\x12\x43\n\x10ReportDeployment\x12\x1d.jetfleet.v1.DeploymentReport\x1a\x10.jetfleet.v1.Ack\x12\x41\n\x0fReportJobResult\x12\x1c.jetfleet.v1.JobResultReport\x1a\x10.jetfleet.v1.Ack2V\n\x11\x45nrollmentService\x12\x41\n\x06\x45nroll\x12\x1a.jetfleet.v1.EnrollRequest\x1a\x1b.jetfleet.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"jetfleet/proto/v1/controller.proto\x12\x0bjetfleet.v1\x1a\x1ejetfleet/proto/v1/common.proto\"\x0e\n\x0c\x43lockRequest\" \n\rClockResponse\x12\x0f\n\x07unix_ms\x18\x01 \x01(\x03\"=\n\rEnrollRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"Z\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x12\x1f\n\x17manifest_public_key_pem\x18\x03 \x01(\x0c\"\xa1\x01\n\x0fRegisterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x17.jetfleet.v1.DeviceInfo\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12&\n\x06\x61\x63tive\x18\x05 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12\x10\n\x08\x62\x61\x63kends\x18\x06 \x03(\t\"0\n\x10RegisterResponse\x12\x1c\n\x14heartbeat_interval_s\x18\x01 \x01(\x01\"\x8b\x01\n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\ttelemetry\x18\x02 \x01(\x0b\x32\x1c.jetfleet.v1.TelemetrySample\x12&\n\x06\x61\x63tive\x18\x03 \x03(\x0b\x32\x16.jetfleet.v1.ModelSlot\x12\x10\n\x08sequence\x18\x04 \x01(\x03\"\'\n\x11HeartbeatResponse\x12\x12\n\nreregister\x18\x01 \x01(\x08\"A\n\x10\x44\x65ploymentReport\x12-\n\x06record\x18\x01 \x01(\x0b\x32\x1d.jetfleet.v1.DeploymentRecord\"9\n\x0fJobResultReport\x12&\n\x06result\x18\x01 \x01(\x0b\x32\x16.jetfleet.v1.JobResult\"\x18\n\x03\x41\x63k\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x32\xb0\x02\n\x11\x43ontrollerService\x12G\n\x08Register\x12\x1c.jetfleet.v1.RegisterRequest\x1a\x1d.jetfleet.v1.RegisterResponse\x12J\n\tHeartbeat\x12\x1d.jetfleet.v1.HeartbeatRequest\x1a\x1e.jetfleet.v1.HeartbeatResponse\x12\x43\n\x10ReportDeployment\x12\x1d.jetfleet.v1.DeploymentReport\x1a\x10.jetfleet.v1.Ack\x12\x41\n\x0fReportJobResult\x12\x1c.jetfleet.v1.JobResultReport\x1a\x10.jetfleet.v1.Ack2\x96\x01\n\x11\x45nrollmentService\x12\x41\n\x06\x45nroll\x12\x1a.jetfleet.v1.EnrollRequest\x1a\x1b.jetfleet.v1.EnrollResponse\x12>\n\x05\x43lock\x12\x19.jetfleet.v1.ClockRequest\x1a\x1a.jetfleet.v1.ClockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'jetfleet.proto.v1.controller_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENROLLREQUEST']._serialized_start=83
-  _globals['_ENROLLREQUEST']._serialized_end=144
-  _globals['_ENROLLRESPONSE']._serialized_start=146
-  _globals['_ENROLLRESPONSE']._serialized_end=236
-  _globals['_REGISTERREQUEST']._serialized_start=239
-  _globals['_REGISTERREQUEST']._serialized_end=400
-  _globals['_REGISTERRESPONSE']._serialized_start=402
-  _globals['_REGISTERRESPONSE']._serialized_end=450
-  _globals['_HEARTBEATREQUEST']._serialized_start=453
-  _globals['_HEARTBEATREQUEST']._serialized_end=592
-  _globals['_HEARTBEATRESPONSE']._serialized_start=594
-  _globals['_HEARTBEATRESPONSE']._serialized_end=633
-  _globals['_DEPLOYMENTREPORT']._serialized_start=635
-  _globals['_DEPLOYMENTREPORT']._serialized_end=700
-  _globals['_JOBRESULTREPORT']._serialized_start=702
-  _globals['_JOBRESULTREPORT']._serialized_end=759
-  _globals['_ACK']._serialized_start=761
-  _globals['_ACK']._serialized_end=785
-  _globals['_CONTROLLERSERVICE']._serialized_start=788
-  _globals['_CONTROLLERSERVICE']._serialized_end=1092
-  _globals['_ENROLLMENTSERVICE']._serialized_start=1094
-  _globals['_ENROLLMENTSERVICE']._serialized_end=1180
+  _globals['_CLOCKREQUEST']._serialized_start=83
+  _globals['_CLOCKREQUEST']._serialized_end=97
+  _globals['_CLOCKRESPONSE']._serialized_start=99
+  _globals['_CLOCKRESPONSE']._serialized_end=131
+  _globals['_ENROLLREQUEST']._serialized_start=133
+  _globals['_ENROLLREQUEST']._serialized_end=194
+  _globals['_ENROLLRESPONSE']._serialized_start=196
+  _globals['_ENROLLRESPONSE']._serialized_end=286
+  _globals['_REGISTERREQUEST']._serialized_start=289
+  _globals['_REGISTERREQUEST']._serialized_end=450
+  _globals['_REGISTERRESPONSE']._serialized_start=452
+  _globals['_REGISTERRESPONSE']._serialized_end=500
+  _globals['_HEARTBEATREQUEST']._serialized_start=503
+  _globals['_HEARTBEATREQUEST']._serialized_end=642
+  _globals['_HEARTBEATRESPONSE']._serialized_start=644
+  _globals['_HEARTBEATRESPONSE']._serialized_end=683
+  _globals['_DEPLOYMENTREPORT']._serialized_start=685
+  _globals['_DEPLOYMENTREPORT']._serialized_end=750
+  _globals['_JOBRESULTREPORT']._serialized_start=752
+  _globals['_JOBRESULTREPORT']._serialized_end=809
+  _globals['_ACK']._serialized_start=811
+  _globals['_ACK']._serialized_end=835
+  _globals['_CONTROLLERSERVICE']._serialized_start=838
+  _globals['_CONTROLLERSERVICE']._serialized_end=1142
+  _globals['_ENROLLMENTSERVICE']._serialized_start=1145
+  _globals['_ENROLLMENTSERVICE']._serialized_end=1295
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClockRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClockResponse(_message.Message):
+    __slots__ = ("unix_ms",)
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    unix_ms: int
+    def __init__(self, unix_ms: _Optional[int] = ...) -> None: ...
+
 class EnrollRequest(_message.Message):
     __slots__ = ("name", "token", "csr_pem")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -244,6 +244,11 @@ class EnrollmentServiceStub:
                 request_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.SerializeToString,
                 response_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.FromString,
                 _registered_method=True)
+        self.Clock = channel.unary_unary(
+                '/jetfleet.v1.EnrollmentService/Clock',
+                request_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockRequest.SerializeToString,
+                response_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockResponse.FromString,
+                _registered_method=True)
 
 
 class EnrollmentServiceServicer:
@@ -257,6 +262,14 @@ class EnrollmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Clock(self, request, context):
+        """The controller's wall clock, for `jetfleet-agent doctor`: manifests expire, so a device whose clock is
+        off by more than their lifetime refuses every deployment. Needs no token: it reveals only the time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnrollmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +277,11 @@ def add_EnrollmentServiceServicer_to_server(servicer, server):
                     servicer.Enroll,
                     request_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.FromString,
                     response_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.SerializeToString,
+            ),
+            'Clock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Clock,
+                    request_deserializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockRequest.FromString,
+                    response_serializer=jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -295,6 +313,33 @@ class EnrollmentService:
             '/jetfleet.v1.EnrollmentService/Enroll',
             jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollRequest.SerializeToString,
             jetfleet_dot_proto_dot_v1_dot_controller__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Clock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jetfleet.v1.EnrollmentService/Clock',
+            jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockRequest.SerializeToString,
+            jetfleet_dot_proto_dot_v1_dot_controller__pb2.ClockResponse.FromString,
             options,
             channel_credentials,
             insecure,
