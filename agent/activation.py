@@ -17,9 +17,10 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable  # typing's: subscripted at run time (StepProgress), on 3.8
 
 from jetfleet.agent.engines.base import Backend, BuildError, Runner
 from jetfleet.agent.engines.cache import EngineCache, EngineKey
@@ -493,6 +494,6 @@ def _code_of(exc: BaseException) -> str:
         return exc.code
     if isinstance(exc, SmokeTestFailed):
         return FAILED_PRECONDITION
-    if isinstance(exc, BuildError | JetfleetError):
+    if isinstance(exc, (BuildError, JetfleetError)):
         return INVALID_ARGUMENT
     return INTERNAL

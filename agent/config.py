@@ -140,7 +140,7 @@ def parse_size(value: int | str) -> int:
     off by part of a byte does not matter. Raises ``ValueError`` with the
     accepted forms.
     """
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise _Invalid(f"a size: a whole number of bytes or a string like '8GiB'; got a {type(value).__name__}")
     if isinstance(value, int):
         if value < 0:
@@ -219,7 +219,7 @@ def _check_optional_address(value: object) -> str | None:
 
 
 def _check_data_dir(value: object) -> Path:
-    if not isinstance(value, str | os.PathLike):
+    if not isinstance(value, (str, os.PathLike)):
         raise _Invalid(f"a path, not a {type(value).__name__}")
     path = Path(value).expanduser()
     # The service runs with cwd=/, so a relative path would mean something else there than here.
@@ -250,7 +250,7 @@ def _check_tag(key: object, value: object) -> None:
 
 
 def _check_tags(value: object) -> dict[str, str]:
-    if isinstance(value, str) or not isinstance(value, Mapping | Iterable):
+    if isinstance(value, str) or not isinstance(value, (Mapping, Iterable)):
         raise _Invalid("a table of tags (in TOML) or key=value items (on the command line)")
     tags = dict(value) if isinstance(value, Mapping) else parse_tags(value)
     for key, tag in tags.items():
@@ -285,7 +285,7 @@ def _number(value: object, kind: type[int] | type[float]) -> int | float:
             raise _Invalid(f"a {'whole ' if kind is int else ''}number") from exc
     if kind is int and not isinstance(value, int):
         raise _Invalid("a whole number")
-    if not isinstance(value, int | float):
+    if not isinstance(value, (int, float)):
         raise _Invalid(f"a number, not a {type(value).__name__}")
     if not math.isfinite(value):
         raise _Invalid("a finite number")
@@ -570,9 +570,9 @@ def _toml_line(key: str, value: object) -> str:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return repr(value)  # repr is exact for floats and valid TOML ("10.0", "1e-05")
-    if isinstance(value, tuple | list):
+    if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return _toml_string(str(value))
 

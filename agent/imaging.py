@@ -75,7 +75,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NamedTuple, TypeVar
+from typing import ClassVar, NamedTuple, Optional, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -107,7 +107,7 @@ _DECODE_ERRORS = (
 )
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
-Label = int | None
+Label = Optional[int]  # a runtime alias: typing's spelling, for Python 3.8
 T = TypeVar("T")
 
 
@@ -239,7 +239,7 @@ def decode_image(
     """
     options = DecodeOptions(max_pixels, max_bytes, exif_transpose)
     _refuse_hidden_truncation()
-    raw = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else _read_file(Path(data), max_bytes)
+    raw = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else _read_file(Path(data), max_bytes)
     _check_bytes(len(raw), max_bytes)
     try:
         return _decode_loaded(raw, options)

@@ -19,8 +19,9 @@ matrix: nothing keeps all logits.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Callable  # typing's: subscripted at run time (Progress), on 3.8
 
 import numpy as np
 import numpy.typing as npt

@@ -124,7 +124,7 @@ class Manifest:
                 raise _malformed(f"{name} must be a non-empty string, got {value!r}")
         for name in ("issued_at", "expires_at"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise _malformed(f"{name} must be a finite number of unix seconds, got {value!r}")
         if self.expires_at <= self.issued_at:
             raise _malformed(
@@ -189,7 +189,7 @@ class Manifest:
         if missing or extra:
             raise _malformed(_field_problem("manifest", missing, extra))
         for name in ("issued_at", "expires_at"):
-            if isinstance(body[name], bool) or not isinstance(body[name], int | float):
+            if isinstance(body[name], bool) or not isinstance(body[name], (int, float)):
                 raise _malformed(f"{name} must be a number, got {body[name]!r}")
         return cls(
             deployment_id=body["deployment_id"],
@@ -214,7 +214,7 @@ def _parse_json(data: bytes) -> dict[str, Any]:
     def no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not a number")
 
-    if not isinstance(data, bytes | bytearray):
+    if not isinstance(data, (bytes, bytearray)):
         raise _malformed(f"payload must be bytes, got {type(data).__name__}")
     try:
         body = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant)

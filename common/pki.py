@@ -136,7 +136,7 @@ def _load_pem_private_key(pem: bytes, what: str) -> object:
 
 
 def _key_kind(key: object) -> str:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
         return f"an EC key on {key.curve.name}"
     return f"a {type(key).__name__.lstrip('_')}"
 

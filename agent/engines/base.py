@@ -9,10 +9,9 @@ the expensive build runs once per artifact, device and precision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol  # typing's Callable: subscripted at run time, on 3.8
 
 import numpy as np
 import numpy.typing as npt

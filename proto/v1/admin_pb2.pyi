@@ -2,8 +2,7 @@ from jetfleet.proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -137,7 +136,7 @@ class FleetDeployRequest(_message.Message):
     min_accuracy: float
     max_p99_ms: float
     plan: bool
-    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., selector: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., rollout_id: _Optional[str] = ..., canary: _Optional[int] = ..., wave_size: _Optional[int] = ..., min_accuracy: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., plan: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., precision: _Optional[str] = ..., selector: _Optional[str] = ..., wait: bool = ..., timeout_s: _Optional[float] = ..., rollout_id: _Optional[str] = ..., canary: _Optional[int] = ..., wave_size: _Optional[int] = ..., min_accuracy: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., plan: bool = ...) -> None: ...
 
 class FleetDeployEvent(_message.Message):
     __slots__ = ("rollout_id", "device", "phase", "message", "step", "fraction", "record", "spec", "engine_cached")
@@ -159,7 +158,7 @@ class FleetDeployEvent(_message.Message):
     record: _common_pb2.DeploymentRecord
     spec: _common_pb2.ModelSpec
     engine_cached: bool
-    def __init__(self, rollout_id: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., step: _Optional[_Union[_common_pb2.Step, str]] = ..., fraction: _Optional[float] = ..., record: _Optional[_Union[_common_pb2.DeploymentRecord, _Mapping]] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., engine_cached: _Optional[bool] = ...) -> None: ...
+    def __init__(self, rollout_id: _Optional[str] = ..., device: _Optional[str] = ..., phase: _Optional[str] = ..., message: _Optional[str] = ..., step: _Optional[_Union[_common_pb2.Step, str]] = ..., fraction: _Optional[float] = ..., record: _Optional[_Union[_common_pb2.DeploymentRecord, _Mapping]] = ..., spec: _Optional[_Union[_common_pb2.ModelSpec, _Mapping]] = ..., engine_cached: bool = ...) -> None: ...
 
 class FleetStatusRequest(_message.Message):
     __slots__ = ()
@@ -215,7 +214,7 @@ class FleetJobRequest(_message.Message):
     iterations: int
     return_predictions: bool
     limit: int
-    def __init__(self, model: _Optional[str] = ..., selector: _Optional[str] = ..., job_id: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., return_predictions: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., selector: _Optional[str] = ..., job_id: _Optional[str] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., return_predictions: bool = ..., limit: _Optional[int] = ...) -> None: ...
 
 class FleetJobEvent(_message.Message):
     __slots__ = ("job_id", "device", "phase", "message", "done", "total", "result")

@@ -2,8 +2,7 @@ from jetfleet.proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -19,7 +18,7 @@ class UploadOffset(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     present: bool
     offset: int
-    def __init__(self, present: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+    def __init__(self, present: bool = ..., offset: _Optional[int] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
     __slots__ = ("artifact", "offset", "manifest")
@@ -47,7 +46,7 @@ class UploadResult(_message.Message):
     artifact: _common_pb2.ArtifactRef
     deduplicated: bool
     received: int
-    def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., deduplicated: _Optional[bool] = ..., received: _Optional[int] = ...) -> None: ...
+    def __init__(self, artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., deduplicated: bool = ..., received: _Optional[int] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
     __slots__ = ("deployment_id", "spec", "smoke_margin", "manifest")
@@ -123,7 +122,7 @@ class JobRequest(_message.Message):
     iterations: int
     return_predictions: bool
     limit: int
-    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., test_set: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., folder: _Optional[str] = ..., images: _Optional[_Union[InlineImages, _Mapping]] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., return_predictions: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., model: _Optional[str] = ..., test_set: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., folder: _Optional[str] = ..., images: _Optional[_Union[InlineImages, _Mapping]] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., return_predictions: bool = ..., limit: _Optional[int] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("job_id", "phase", "done", "total", "result")
@@ -181,4 +180,4 @@ class AgentStatus(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     controller_connected: bool
     started_at: float
-    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., device: _Optional[_Union[_common_pb2.DeviceInfo, _Mapping]] = ..., telemetry: _Optional[_Union[_common_pb2.TelemetrySample, _Mapping]] = ..., active: _Optional[_Iterable[_Union[_common_pb2.ModelSlot, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[_common_pb2.DeploymentRecord, _Mapping]]] = ..., backends: _Optional[_Iterable[str]] = ..., artifacts: _Optional[_Iterable[_Union[StoredArtifact, _Mapping]]] = ..., store_bytes: _Optional[int] = ..., disk_free_bytes: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., controller_connected: _Optional[bool] = ..., started_at: _Optional[float] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., device: _Optional[_Union[_common_pb2.DeviceInfo, _Mapping]] = ..., telemetry: _Optional[_Union[_common_pb2.TelemetrySample, _Mapping]] = ..., active: _Optional[_Iterable[_Union[_common_pb2.ModelSlot, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[_common_pb2.DeploymentRecord, _Mapping]]] = ..., backends: _Optional[_Iterable[str]] = ..., artifacts: _Optional[_Iterable[_Union[StoredArtifact, _Mapping]]] = ..., store_bytes: _Optional[int] = ..., disk_free_bytes: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., controller_connected: bool = ..., started_at: _Optional[float] = ...) -> None: ...

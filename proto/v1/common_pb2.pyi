@@ -2,8 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -141,7 +140,7 @@ class DeviceInfo(_message.Message):
     kernel: str
     python: str
     agent_version: str
-    def __init__(self, hostname: _Optional[str] = ..., board: _Optional[str] = ..., device_class: _Optional[str] = ..., is_jetson: _Optional[bool] = ..., l4t_release: _Optional[str] = ..., jetpack: _Optional[str] = ..., power_mode: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpu_name: _Optional[str] = ..., compute_capability: _Optional[str] = ..., cuda_version: _Optional[str] = ..., tensorrt_version: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., os_release: _Optional[str] = ..., kernel: _Optional[str] = ..., python: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, hostname: _Optional[str] = ..., board: _Optional[str] = ..., device_class: _Optional[str] = ..., is_jetson: bool = ..., l4t_release: _Optional[str] = ..., jetpack: _Optional[str] = ..., power_mode: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., gpu_name: _Optional[str] = ..., compute_capability: _Optional[str] = ..., cuda_version: _Optional[str] = ..., tensorrt_version: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., os_release: _Optional[str] = ..., kernel: _Optional[str] = ..., python: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
 
 class TelemetrySample(_message.Message):
     __slots__ = ("timestamp", "source", "ram_used_mb", "ram_total_mb", "cpu_percent", "cpu_core_percent", "gpu_percent", "temperatures_c", "power_mw")
@@ -277,7 +276,7 @@ class JobResult(_message.Message):
     wall_s: float
     started_at: float
     telemetry: _containers.RepeatedCompositeFieldContainer[TelemetrySample]
-    def __init__(self, job_id: _Optional[str] = ..., agent: _Optional[str] = ..., model: _Optional[_Union[ModelSlot, _Mapping]] = ..., items: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ..., has_labels: _Optional[bool] = ..., top1: _Optional[float] = ..., top5: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., host_to_device: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute: _Optional[_Union[LatencyStats, _Mapping]] = ..., device_to_host: _Optional[_Union[LatencyStats, _Mapping]] = ..., throughput: _Optional[float] = ..., wall_s: _Optional[float] = ..., started_at: _Optional[float] = ..., telemetry: _Optional[_Iterable[_Union[TelemetrySample, _Mapping]]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., agent: _Optional[str] = ..., model: _Optional[_Union[ModelSlot, _Mapping]] = ..., items: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ..., has_labels: bool = ..., top1: _Optional[float] = ..., top5: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., batch_size: _Optional[int] = ..., warmup: _Optional[int] = ..., iterations: _Optional[int] = ..., latency: _Optional[_Union[LatencyStats, _Mapping]] = ..., host_to_device: _Optional[_Union[LatencyStats, _Mapping]] = ..., compute: _Optional[_Union[LatencyStats, _Mapping]] = ..., device_to_host: _Optional[_Union[LatencyStats, _Mapping]] = ..., throughput: _Optional[float] = ..., wall_s: _Optional[float] = ..., started_at: _Optional[float] = ..., telemetry: _Optional[_Iterable[_Union[TelemetrySample, _Mapping]]] = ...) -> None: ...
 
 class DeploymentRecord(_message.Message):
     __slots__ = ("deployment_id", "agent", "spec", "state", "failed_step", "reason", "started_at", "finished_at", "rollback", "engine_cached", "build_s", "smoke_accuracy", "previous", "code")
@@ -309,4 +308,4 @@ class DeploymentRecord(_message.Message):
     smoke_accuracy: float
     previous: ModelSlot
     code: str
-    def __init__(self, deployment_id: _Optional[str] = ..., agent: _Optional[str] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., failed_step: _Optional[_Union[Step, str]] = ..., reason: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., rollback: _Optional[bool] = ..., engine_cached: _Optional[bool] = ..., build_s: _Optional[float] = ..., smoke_accuracy: _Optional[float] = ..., previous: _Optional[_Union[ModelSlot, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...
+    def __init__(self, deployment_id: _Optional[str] = ..., agent: _Optional[str] = ..., spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., failed_step: _Optional[_Union[Step, str]] = ..., reason: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., rollback: bool = ..., engine_cached: bool = ..., build_s: _Optional[float] = ..., smoke_accuracy: _Optional[float] = ..., previous: _Optional[_Union[ModelSlot, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...

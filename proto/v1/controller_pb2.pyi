@@ -2,8 +2,7 @@ from jetfleet.proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -75,7 +74,7 @@ class HeartbeatResponse(_message.Message):
     __slots__ = ("reregister",)
     REREGISTER_FIELD_NUMBER: _ClassVar[int]
     reregister: bool
-    def __init__(self, reregister: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reregister: bool = ...) -> None: ...
 
 class DeploymentReport(_message.Message):
     __slots__ = ("record",)
@@ -93,4 +92,4 @@ class Ack(_message.Message):
     __slots__ = ("duplicate",)
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
-    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+    def __init__(self, duplicate: bool = ...) -> None: ...

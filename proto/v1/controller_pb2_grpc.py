@@ -5,7 +5,7 @@ import warnings
 
 from jetfleet.proto.v1 import controller_pb2 as jetfleet_dot_proto_dot_v1_dot_controller__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in jetfleet/proto/v1/controller_pb2_grpc.py depends on'
+        + f' but the generated code in jetfleet/proto/v1/controller_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class ControllerServiceStub:
+class ControllerServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -56,7 +56,7 @@ class ControllerServiceStub:
                 _registered_method=True)
 
 
-class ControllerServiceServicer:
+class ControllerServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Register(self, request, context):
@@ -116,7 +116,7 @@ def add_ControllerServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ControllerService:
+class ControllerService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -228,7 +228,7 @@ class ControllerService:
             _registered_method=True)
 
 
-class EnrollmentServiceStub:
+class EnrollmentServiceStub(object):
     """Served on the controller's enrollment port: TLS that authenticates the controller only,
     since an agent has no certificate yet. Everything else needs the certificate it returns.
     """
@@ -251,7 +251,7 @@ class EnrollmentServiceStub:
                 _registered_method=True)
 
 
-class EnrollmentServiceServicer:
+class EnrollmentServiceServicer(object):
     """Served on the controller's enrollment port: TLS that authenticates the controller only,
     since an agent has no certificate yet. Everything else needs the certificate it returns.
     """
@@ -291,7 +291,7 @@ def add_EnrollmentServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EnrollmentService:
+class EnrollmentService(object):
     """Served on the controller's enrollment port: TLS that authenticates the controller only,
     since an agent has no certificate yet. Everything else needs the certificate it returns.
     """

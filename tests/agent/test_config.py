@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,11 @@ from jetfleet.agent.config import (
     to_toml,
 )
 from jetfleet.common.errors import JetfleetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # these tests also run on JetPack 5's Python 3.8 (scripts/test-old-python.sh)
+    import tomli as tomllib
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -17,7 +17,7 @@ def test_two_agents_serve_fp32_and_int8_with_the_registry_accuracy(
 ) -> None:
     agents = [start_agent("jetson-01"), start_agent("jetson-02")]
     for first, second in ((digits_model.fp32, digits_model.int8), (digits_model.int8, digits_model.fp32)):
-        for ra, d in zip(agents, (first, second), strict=True):
+        for ra, d in zip(agents, (first, second)):
             outcome = ra.client.push(d.spec, d.files)
             assert outcome.ok, outcome.details
             assert outcome.record.state == DeploymentState.ACTIVE

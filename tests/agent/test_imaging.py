@@ -85,7 +85,7 @@ def test_rgb_channels_are_normalized_with_their_own_mean_and_std() -> None:
     img = Image.new("RGB", (5, 3), (10, 20, 30))
     out = preprocess_image(img, spec_of(4))
     assert out.shape == (3, 4, 4)
-    expected = [(v / 255 - m) / s for v, m, s in zip((10, 20, 30), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), strict=True)]
+    expected = [(v / 255 - m) / s for v, m, s in zip((10, 20, 30), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))]
     np.testing.assert_allclose(out.reshape(3, -1), np.repeat(np.array(expected)[:, None], 16, 1), atol=1e-6)
 
 

@@ -24,7 +24,7 @@ def _png(array: np.ndarray) -> bytes:
 def _digits_folder(root: Path, test_set: Path, n: int = 60) -> tuple[Path, np.ndarray, np.ndarray]:
     data = np.load(test_set)
     images, labels = data["images"][:n], data["labels"][:n]
-    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+    for i, (img, label) in enumerate(zip(images, labels)):
         folder = root / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0]).save(folder / f"{i:03d}.png")

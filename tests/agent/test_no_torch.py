@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from fixtures import tiny_onnx_classifier
 
 SCRIPT = textwrap.dedent(
@@ -47,6 +49,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.controller  # its client is the controller's AgentClient
 def test_agent_deploys_and_classifies_without_torch(tmp_path: Path) -> None:
     onnx = tiny_onnx_classifier(tmp_path / "tiny.onnx")
     proc = subprocess.run(

@@ -55,7 +55,7 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     b = Backoff(cap=4.0, base=0.5, rng=random.Random(0))
     delays = [b.next() for _ in range(8)]
     ceilings = [0.5, 1, 2, 4, 4, 4, 4, 4]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
     b.reset()
     assert b.next() <= 0.5
 

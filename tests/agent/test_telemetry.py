@@ -531,7 +531,7 @@ def test_sample_procfs_reads_meminfo_thermal_zones_and_hwmon(tmp_path: Path) -> 
         "MemTotal:       16384000 kB\nMemFree:         1000000 kB\nMemAvailable:   12288000 kB\n",
     )
     zones = {0: ("CPU-therm", "45500"), 1: ("GPU-therm", "-256000"), 2: ("PMIC-Die", "100000"), 3: ("acpitz", "30000")}
-    zones |= {10: ("acpitz", "31250"), 4: ("tj-therm", "oops")}
+    zones.update({10: ("acpitz", "31250"), 4: ("tj-therm", "oops")})
     for n, (kind, temp) in zones.items():
         write(tmp_path, f"sys/class/thermal/thermal_zone{n}/type", kind + "\n")
         write(tmp_path, f"sys/class/thermal/thermal_zone{n}/temp", temp + "\n")

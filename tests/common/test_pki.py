@@ -205,7 +205,7 @@ def test_verify_checks_validity_window(ca) -> None:
 
 def test_identity_of_requires_a_jetfleet_uri(ca) -> None:
     key = pki.new_private_key()
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plain")])
     plain = (
         x509.CertificateBuilder()
