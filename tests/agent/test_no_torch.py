@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from fixtures import tiny_onnx_classifier
 
 SCRIPT = textwrap.dedent(
