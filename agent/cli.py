@@ -2,7 +2,8 @@
 
 jetfleet-agent serve --config /etc/jetfleet/agent.toml   # what systemd runs
 jetfleet-agent info                                       # what the agent detects here
-jetfleet-agent install-service --controller ws:50050      # unit + config file
+jetfleet-agent doctor                                     # is this device ready? each problem with its fix
+jetfleet-agent install-service --controller ws:50050 --venv /opt/jetfleet   # venv + unit + config file
 """
 
 from __future__ import annotations
@@ -72,9 +73,12 @@ def _load(config_path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
 @config_options
 def serve(config_path: Path | None, **overrides: Any) -> None:
     """Serve models to the controller until SIGTERM/SIGINT."""
-    from jetfleet.agent.daemon import Agent
-
     config = _load(config_path, overrides)
+    Agent = _import_daemon()
+    from jetfleet.agent.doctor import serve_preflight
+
+    for warning in serve_preflight(config):
+        click.echo(f"warning: {warning}", err=True)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -87,6 +91,22 @@ def serve(config_path: Path | None, **overrides: Any) -> None:
     stop.wait()
     click.echo("stopping: finishing in-flight calls", err=True)
     agent.stop(grace=5.0)
+
+
+def _import_daemon() -> Any:
+    """The daemon class; a dependency without a wheel for this Python/platform is one line, not a traceback."""
+    try:
+        from jetfleet.agent.daemon import Agent
+    except ImportError as exc:
+        import platform
+
+        from jetfleet.common.errors import JetfleetError
+
+        raise JetfleetError(
+            f"the agent cannot start: {exc} (Python {platform.python_version()} on {platform.machine()})",
+            f"{sys.prefix}/bin/pip install 'jetfleet[agent]'; `jetfleet-agent doctor` names every missing piece",
+        ) from None
+    return Agent
 
 
 @cli.command()
@@ -126,8 +146,8 @@ def info(as_json: bool) -> None:
     import json
     import time
 
-    from jetfleet.agent.engines.choose import backend_report
-    from jetfleet.agent.telemetry import Telemetry, detect_device, format_info
+    from jetfleet.agent.engines.choose import backend_report, import_report, onnxruntime_providers
+    from jetfleet.agent.telemetry import Telemetry, detect_device, find_tensorrt_bindings, format_info
 
     device = detect_device(__version__)
     telemetry = Telemetry.start(interval_s=0.5)
@@ -137,15 +157,46 @@ def info(as_json: bool) -> None:
     finally:
         telemetry.close()
     backends = backend_report()
+    ort = {**import_report("onnxruntime").to_dict(), "providers": list(onnxruntime_providers())}
+    trt = {
+        **import_report("tensorrt").to_dict(),
+        "system_bindings": [{"path": b.path, "python": b.python} for b in find_tensorrt_bindings()],
+    }
     if as_json:
-        click.echo(
-            json.dumps({"device": device.to_dict(), "telemetry": sample.to_dict(), "backends": backends}, indent=2)
-        )
+        document = {
+            "device": device.to_dict(),
+            "telemetry": sample.to_dict(),
+            "backends": backends,
+            "onnxruntime": ort,
+            "tensorrt": trt,
+        }
+        click.echo(json.dumps(document, indent=2))
         return
     console = Console()
     console.print(format_info(device, sample))
     for name, (ok, why) in backends.items():
         console.print(f"backend {name}: {'[green]usable[/]' if ok else '[yellow]unavailable[/]'} ({why})")
+    console.print(_providers_line(ort["providers"], device.is_jetson), highlight=False)
+    console.print(_tensorrt_line(trt), highlight=False)
+
+
+def _providers_line(providers: list[str], is_jetson: bool) -> str:
+    """ONNX Runtime's providers, with the note a Jetson owner needs when only the CPU one is there."""
+    line = "ONNX Runtime providers: " + (", ".join(providers) or "none (onnxruntime does not import)")
+    if is_jetson and providers and "CUDAExecutionProvider" not in providers:
+        line += " [yellow](the PyPI build: CUDA needs NVIDIA's Jetson wheel; `jetfleet-agent doctor` names it)[/]"
+    return line
+
+
+def _tensorrt_line(trt: dict[str, Any]) -> str:
+    """TensorRT's presence and version, and JetPack's bindings when this Python cannot import them."""
+    if trt["error"] is None:
+        return f"TensorRT: {trt['version']} ({trt['path']})"
+    line = f"TensorRT: does not import ({trt['error']})"
+    if trt["system_bindings"]:
+        found = ", ".join(f"{b['path']} (Python {b['python'] or '?'})" for b in trt["system_bindings"])
+        line += f"; JetPack's bindings: {found}: see `jetfleet-agent doctor`"
+    return line
 
 
 @cli.command("install-service")
@@ -153,6 +204,11 @@ def info(as_json: bool) -> None:
 @click.option("--unit-dir", type=click.Path(path_type=Path), default=Path("/etc/systemd/system"), show_default=True)
 @click.option("--config-out", type=click.Path(path_type=Path), default=DEFAULT_CONFIG_PATH, show_default=True)
 @click.option("--exe", help="Absolute path of jetfleet-agent (default: this installation's).")
+@click.option(
+    "--venv",
+    type=click.Path(path_type=Path),
+    help="Create the service's venv here (e.g. /opt/jetfleet): from JetPack's Python, seeing its TensorRT.",
+)
 @click.option("--user", default="jetfleet", show_default=True, help="Dedicated user the service runs as.")
 @click.option("--enable", is_flag=True, help="Also run systemctl daemon-reload and enable --now.")
 @click.option("--force", is_flag=True, help="Overwrite different existing files.")
@@ -161,21 +217,35 @@ def install_service_cmd(
     unit_dir: Path,
     config_out: Path,
     exe: str | None,
+    venv: Path | None,
     user: str,
     enable: bool,
     force: bool,
     **overrides: Any,
 ) -> None:
-    """Write the systemd unit and its config file (and optionally enable the service)."""
+    """Write the systemd unit and its config file (optionally make its venv, and enable the service)."""
     from jetfleet.agent.config import SYSTEM_DATA_DIR
-    from jetfleet.agent.systemd import install_service
+    from jetfleet.agent.systemd import install_service, installation_note, plan_venv
 
     if overrides.get("data_dir") is None:
         overrides["data_dir"] = str(SYSTEM_DATA_DIR)
     config = load_config(config_path, overrides)
-    written = install_service(config, unit_dir, config_out, exe=exe, user=user, enable=enable, force=force)
+    plan = plan_venv(venv, force=force) if venv is not None else None
+    if plan is not None:
+        click.echo(f"venv {plan.target}: {plan.reason}" + ("" if plan.reuse else f"; installing {plan.requirement}"))
+    elif exe is None:
+        note = installation_note(config.backends)
+        if note:
+            click.echo(note, err=True)
+    written = install_service(config, unit_dir, config_out, exe=exe, user=user, enable=enable, force=force, venv=plan)
     for path in written:
         click.echo(f"wrote {path}")
+    if plan is not None:
+        exe = plan.exe
+        if plan.system_site_packages:  # a Jetson: PyPI's onnxruntime is CPU-only there
+            click.echo(
+                f"ONNX Runtime with CUDA is NVIDIA's Jetson wheel; `{plan.target}/bin/jetfleet-agent doctor` names it"
+            )
     from jetfleet.agent.identity import AgentIdentity
 
     if not config.insecure and AgentIdentity.load(Path(config.data_dir)) is None:
@@ -186,6 +256,70 @@ def install_service_cmd(
         )
     if not enable:
         click.echo("enable it with: systemctl daemon-reload && systemctl enable --now jetfleet-agent")
+
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--name", help="Agent name (default: the config's, else the hostname).")
+@click.option("--data-dir", help="The agent's data folder (identity, store).")
+@click.option("--controller", help="Controller address host:port, to check it answers.")
+@click.option(
+    "--enroll-address", help="The controller's enrollment host:port (default: the enrolled one, else :50049)."
+)
+@click.option(
+    "--ca", "ca_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The fleet CA (ca.pem), to check the clock against the controller before enrolling.",
+)  # fmt: skip
+@click.option("--backend", "backends", help="Engine backends in preference order, as serve takes them.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    config_path: Path | None,
+    ca_path: Path | None,
+    enroll_address: str | None,
+    as_json: bool,
+    **overrides: Any,
+) -> None:
+    """Check this device before enrolling it (and whenever something is wrong): each problem with its fix.
+
+    Exit status 1 when any check fails.
+    """
+    import json
+
+    from jetfleet.agent.doctor import DoctorOptions, report, run_doctor
+
+    config = _load(config_path, overrides)
+    options = DoctorOptions(ca_pem=ca_path.read_bytes() if ca_path else None, enroll_address=enroll_address)
+    checks = run_doctor(config, options)
+    document = report(checks)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        _print_checks(checks, document["counts"])  # type: ignore[arg-type]
+    if not document["ok"]:
+        ctx.exit(1)
+
+
+def _print_checks(checks: list[Any], counts: dict[str, int]) -> None:
+    """One line per check (status, name, detail), the fix indented under it; long lines wrap in their column."""
+    from rich.table import Table
+    from rich.text import Text
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for check in checks:
+        grid.add_row(Text(check.status, style=_STATUS_STYLE[check.status]), check.name, Text(check.detail))
+        if check.fix:
+            grid.add_row("", "", Text.assemble(("fix: ", "bold"), check.fix))
+    console = Console(highlight=False)
+    console.print(grid)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,6 +62,65 @@ class AgentIdentity:
             raise JetfleetError(f"{folder / CERT} is a {identity.role} certificate, not a device's")
         return cls(identity.name, creds, manifest_key, folder)
 
+    def validity(self) -> tuple[float, float]:
+        """(not before, not after) of the device certificate, as Unix times: what doctor and serve check."""
+        cert = pki.load_certificate(self.credentials.cert_pem)
+        return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+
+
+def enrolled_info(data_dir: Path) -> dict[str, object]:
+    """What ``enrolled.json`` recorded (name, time, enrollment address...); empty when absent or unreadable."""
+    try:
+        info = json.loads((data_dir / FOLDER / INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def enrollment_channel(address: str, ca_pem: bytes) -> grpc.Channel:
+    """Server-only TLS to the enrollment port: the controller proves itself against ``ca_pem``; we show nothing.
+
+    Shared by ``enroll`` and the clock check, which both run before this device has a certificate.
+    """
+    return make_channel(address, ca_only=ca_pem, server_name=CONTROLLER_TLS_NAME)
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """One ``EnrollmentService.Clock`` round trip: local send and receive times around the controller's answer."""
+
+    sent_s: float
+    received_s: float
+    controller_s: float
+
+    @property
+    def skew_s(self) -> float:
+        """Controller minus device at the round trip's midpoint: positive when this device's clock is behind."""
+        return self.controller_s - (self.sent_s + self.received_s) / 2
+
+    @property
+    def uncertainty_s(self) -> float:
+        """Half the round trip: the answer was stamped somewhere inside it."""
+        return (self.received_s - self.sent_s) / 2
+
+
+def read_controller_clock(address: str, ca_pem: bytes, timeout: float = QUICK_S) -> ClockReading:
+    """Ask the controller's enrollment service for its wall clock; ``JetfleetError`` when it does not answer."""
+    channel = enrollment_channel(address, ca_pem)
+    try:
+        stub = controller_pb2_grpc.EnrollmentServiceStub(channel)
+        sent = time.time()
+        reply = stub.Clock(cpb.ClockRequest(), timeout=timeout)
+        received = time.time()
+    except grpc.RpcError as exc:
+        raise JetfleetError(
+            f"the enrollment service at {address} did not answer: {exc.details() or exc.code().name}",
+            "is the controller running, and is this its enrollment address (--enroll-address, port 50049 by default)?",
+        ) from exc
+    finally:
+        channel.close()
+    return ClockReading(sent, received, reply.unix_ms / 1000)
+
 
 def enroll(
     data_dir: Path,
@@ -75,7 +134,9 @@ def enroll(
     """Trade ``token`` for a certificate for ``name`` and store the identity; returns it."""
     identity = pki.Identity("device", name)
     actual = hashlib.sha256(ca_pem).hexdigest()
-    if ca_sha256 and actual != ca_sha256.lower().removeprefix("sha256:"):
+    expected = (ca_sha256 or "").lower()
+    expected = expected[len("sha256:") :] if expected.startswith("sha256:") else expected  # removeprefix is 3.9+
+    if expected and actual != expected:
         raise JetfleetError(
             f"the CA file has sha256 {actual[:16]}…, not the {ca_sha256[:16]}… the operator was given",
             "copy ca.pem from the controller's PKI folder again",
@@ -83,7 +144,7 @@ def enroll(
     pki.load_certificate(ca_pem)
     key = pki.new_private_key()
     request = cpb.EnrollRequest(name=name, token=token.strip(), csr_pem=pki.make_csr(key, identity))
-    channel = make_channel(enroll_address, ca_only=ca_pem, server_name=CONTROLLER_TLS_NAME)
+    channel = enrollment_channel(enroll_address, ca_pem)
     try:
         reply = controller_pb2_grpc.EnrollmentServiceStub(channel).Enroll(request, timeout=timeout)
     except grpc.RpcError as exc:

@@ -47,6 +47,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -265,7 +266,11 @@ _JETPACK = {
     "R36.4.0": "6.1",
     "R36.4.3": "6.2",
     "R36.4.4": "6.2.1",
+    "R36.5.0": "6.2.2",
     "R38.2.0": "7.0",
+    "R38.2.1": "7.0",  # 38.2.x point releases are updates of JetPack 7.0 (best knowledge)
+    "R38.2.2": "7.0",
+    "R38.4.0": "7.1",  # as a Thor prints it: L4T_VERSION=38.4.0 JETPACK_VERSION=7.1 CUDA_VERSION=13.0
 }
 
 
@@ -295,6 +300,246 @@ def _l4t_release(root: Path, run: CommandRunner) -> str | None:
         parts = [*core.split("."), "0", "0"][:3]
         release = "R" + ".".join(parts)
     return release
+
+
+def read_l4t_release(root: Path = Path("/"), run: CommandRunner = run_command) -> str | None:
+    """The L4T release (``R36.4.4``) without detecting everything else: ``serve`` checks it before starting."""
+    return _l4t_release(root, run)
+
+
+# --------------------------------------------------------------------------- clocks (jetson_clocks)
+
+_CLOCK_LINE_RE = re.compile(r"^\s*(GPU|cpu\d+):?\s(.*)$", re.MULTILINE)  # "GPU MinFreq=..", "cpu0:  Online=1 .."
+_FREQ_RE = re.compile(r"\b(Online|MinFreq|MaxFreq|CurrentFreq)=(\d+)")
+# Jetson GPU devfreq nodes: 57000000.gpu (Nano), 17000000.gv11b (Xavier), 17000000.ga10b (Orin, JetPack 5),
+# 17000000.gpu (Orin, JetPack 6). Any devfreq node with one of these in its name is taken for the GPU.
+_GPU_DEVFREQ_WORDS = ("gpu", "gp10b", "gv11b", "ga10b", "gb10b")
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """Whether the clocks are pinned at their maximum (what ``sudo jetson_clocks`` does), and what was read.
+
+    ``jetson_clocks`` raises each online CPU's and the GPU's minimum frequency to
+    its maximum, so "locked" is min == max; with DVFS on, a benchmark's first
+    batches run at idle clocks and latency varies run to run.
+    """
+
+    locked: bool
+    source: str  # "jetson_clocks --show" or "sysfs"
+    detail: str  # e.g. "GPU 306-612 MHz, 8 CPUs 729-1728 MHz"
+
+
+def _mhz(hz_or_khz: int, per_mhz: int) -> str:
+    return f"{hz_or_khz / per_mhz:.0f}"
+
+
+def _summarize(gpu: tuple[int, int] | None, cpus: list[tuple[int, int]], cpu_unit: int, gpu_unit: int) -> str:
+    parts = []
+    if gpu is not None:
+        parts.append(f"GPU {_mhz(gpu[0], gpu_unit)}-{_mhz(gpu[1], gpu_unit)} MHz")
+    if cpus:
+        low, high = min(c[0] for c in cpus), max(c[1] for c in cpus)
+        parts.append(f"{len(cpus)} CPUs {_mhz(low, cpu_unit)}-{_mhz(high, cpu_unit)} MHz")
+    return ", ".join(parts)
+
+
+def parse_jetson_clocks(text: str) -> ClockState | None:
+    """``jetson_clocks --show`` -> locked when the GPU and every online CPU have MinFreq == MaxFreq.
+
+    The output differs by release (``cpu0: Online=1 Governor=...`` on JetPack 4-6,
+    no ``Online=`` field when the header lists "Offline CPUs" on later ones); CPU
+    frequencies are kHz, the GPU's Hz. None when the text has neither.
+    """
+    gpu: tuple[int, int] | None = None
+    cpus: list[tuple[int, int]] = []
+    for what, rest in _CLOCK_LINE_RE.findall(text):
+        fields = dict(_FREQ_RE.findall(rest))
+        if "MinFreq" not in fields or "MaxFreq" not in fields or fields.get("Online", "1") == "0":
+            continue
+        pair = (int(fields["MinFreq"]), int(fields["MaxFreq"]))
+        if what == "GPU":
+            gpu = pair
+        else:
+            cpus.append(pair)
+    if gpu is None and not cpus:
+        return None
+    locked = all(low == high for low, high in ([gpu] if gpu else []) + cpus)
+    return ClockState(locked, "jetson_clocks --show", _summarize(gpu, cpus, 1000, 10**6))
+
+
+def _int_file(path: Path) -> int | None:
+    try:
+        return int((_read_text(path) or "").strip())
+    except ValueError:
+        return None
+
+
+def read_sysfs_clocks(root: Path = Path("/")) -> ClockState | None:
+    """The same verdict from sysfs, which any user may read (``jetson_clocks --show`` needs root)."""
+    gpu = None
+    for node in sorted((root / "sys/class/devfreq").glob("*")):
+        if any(word in node.name.lower() for word in _GPU_DEVFREQ_WORDS):
+            low, high = _int_file(node / "min_freq"), _int_file(node / "max_freq")
+            if low is not None and high is not None:
+                gpu = (low, high)
+                break
+    cpus = []
+    for cpu in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*"), key=_zone_number):
+        if (_read_text(cpu / "online") or "1").strip() == "0":
+            continue
+        low, high = _int_file(cpu / "cpufreq/scaling_min_freq"), _int_file(cpu / "cpufreq/scaling_max_freq")
+        if low is not None and high is not None:
+            cpus.append((low, high))
+    if gpu is None:  # without the GPU the verdict says nothing about what inference runs on
+        return None
+    locked = all(low == high for low, high in [gpu, *cpus])
+    return ClockState(locked, "sysfs", _summarize(gpu, cpus, 1000, 10**6))
+
+
+def read_clock_state(root: Path = Path("/"), run: CommandRunner = run_command) -> ClockState | None:
+    """``jetson_clocks --show`` when it runs (root), else sysfs; None when neither tells."""
+    text = run(["jetson_clocks", "--show"])
+    return (parse_jetson_clocks(text) if text else None) or read_sysfs_clocks(root)
+
+
+# --------------------------------------------------------------------------- the Python the agent runs on
+
+_PYTHON_DIR_RE = re.compile(r"python(\d+\.\d+)")
+_ABI_TAG_RE = re.compile(r"\.cpython-(\d)(\d+)")
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """The interpreter the agent runs on, and whether it is a venv that sees the system's packages.
+
+    JetPack installs TensorRT's bindings for its one system Python only
+    (``python3-libnvinfer``: 3.8 on JetPack 5, 3.10 on 6, 3.12 on 7), into
+    ``/usr/lib/python3.X/dist-packages``. A venv sees them only if it was made
+    from that Python with ``--system-site-packages``.
+    """
+
+    executable: str
+    version: str  # "3.10.12"
+    prefix: str
+    base_prefix: str
+    system_site_packages: bool | None  # None: not a venv (the system's packages are visible anyway)
+    machine: str  # "aarch64", "x86_64"
+    system: str  # "Linux"
+
+    @property
+    def in_venv(self) -> bool:
+        return self.prefix != self.base_prefix
+
+    @property
+    def minor(self) -> str:
+        """``"3.10"``: what TensorRT's bindings and wheels are built against."""
+        return ".".join(self.version.split(".")[:2])
+
+    def describe(self) -> str:
+        if not self.in_venv:
+            return f"system interpreter {self.executable}"
+        seen = "sees" if self.system_site_packages else "does not see"
+        return f"venv {self.prefix}, which {seen} the system's packages"
+
+
+def parse_pyvenv_cfg(text: str) -> dict[str, str]:
+    """``key = value`` lines of a venv's ``pyvenv.cfg`` (keys lower-cased, as the site module reads them)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
+def python_env(
+    prefix: str | None = None,
+    base_prefix: str | None = None,
+    executable: str | None = None,
+    version: str | None = None,
+) -> PythonEnv:
+    """This interpreter (or the one described by the arguments, for tests and for a venv we made)."""
+    prefix = prefix or sys.prefix
+    base_prefix = base_prefix or sys.base_prefix
+    system_site = None
+    if prefix != base_prefix:
+        cfg = parse_pyvenv_cfg(_read_text(Path(prefix) / "pyvenv.cfg") or "")
+        system_site = cfg.get("include-system-site-packages", "false").lower() == "true"
+    return PythonEnv(
+        executable=executable or sys.executable,
+        version=version or platform.python_version(),
+        prefix=prefix,
+        base_prefix=base_prefix,
+        system_site_packages=system_site,
+        machine=platform.machine(),
+        system=platform.system(),
+    )
+
+
+@dataclass(frozen=True)
+class TensorRTBindings:
+    """A ``tensorrt`` package that JetPack (or apt) installed outside any venv."""
+
+    path: str
+    python: str | None  # "3.10": the Python it is built for; None when neither folder nor file says
+
+
+# Where python3-libnvinfer puts the bindings: /usr/lib/python3.X/dist-packages on JetPack 5-7 (and
+# /usr/lib/python3/dist-packages on some images); /usr/local for a TensorRT built from source.
+_BINDING_GLOBS = ("usr/lib/python3*/dist-packages/tensorrt", "usr/local/lib/python3*/dist-packages/tensorrt")
+
+
+def find_tensorrt_bindings(root: Path = Path("/")) -> list[TensorRTBindings]:
+    """JetPack's TensorRT Python bindings on this system, each with the Python version it needs."""
+    found = []
+    for pattern in _BINDING_GLOBS:
+        for folder in sorted(root.glob(pattern)):
+            if not folder.is_dir():
+                continue
+            match = _PYTHON_DIR_RE.search(folder.parent.parent.name)
+            python = match[1] if match else None
+            if python is None:  # /usr/lib/python3/dist-packages: the extension module's ABI tag says
+                tags = (_ABI_TAG_RE.search(p.name) for p in folder.glob("*.so"))
+                python = next((f"{t[1]}.{t[2]}" for t in tags if t), None)
+            found.append(TensorRTBindings("/" + str(folder.relative_to(root)), python))
+    return found
+
+
+def bindings_blocker(env: PythonEnv, bindings: Sequence[TensorRTBindings]) -> str | None:
+    """Why ``env`` cannot import JetPack's ``tensorrt`` from ``bindings``; None when it can (or there are none).
+
+    The two ways a Jetson owner gets this wrong: a venv made without
+    ``--system-site-packages``, and a venv (or pyenv/conda interpreter) on
+    another Python than the system one the bindings are built for.
+    """
+    if not bindings:
+        return None
+    usable = [b for b in bindings if b.python in (None, env.minor)]
+    if not usable:
+        other = bindings[0]
+        return (
+            f"JetPack's tensorrt ({other.path}) is built for Python {other.python}, "
+            f"but this is Python {env.minor} ({env.executable})"
+        )
+    if env.in_venv and not env.system_site_packages:
+        return (
+            f"the venv {env.prefix} was created without --system-site-packages, "
+            f"so it cannot see JetPack's tensorrt in {usable[0].path}"
+        )
+    return None
+
+
+def bindings_fix(env: PythonEnv, bindings: Sequence[TensorRTBindings]) -> str:
+    """The commands that give this installation JetPack's TensorRT (see ``bindings_blocker``)."""
+    python = next((f"/usr/bin/python{b.python}" for b in bindings if b.python), "/usr/bin/python3")
+    target = env.prefix if env.in_venv else "/opt/jetfleet"
+    remake = f"{python} -m venv --system-site-packages {target} && {target}/bin/pip install 'jetfleet[agent]'"
+    if env.in_venv and any(b.python in (None, env.minor) for b in bindings):
+        return f"set include-system-site-packages = true in {target}/pyvenv.cfg, or recreate it: {remake}"
+    return (
+        f"recreate the venv with the system Python: {remake} (or: sudo jetfleet-agent install-service --venv {target})"
+    )
 
 
 # --------------------------------------------------------------------------- generic host facts
@@ -637,7 +882,7 @@ def read_hwmon_power(root: Path = Path("/")) -> dict[str, float]:
             microwatts = int((raw or "").strip())
         except ValueError:
             continue
-        channel = path.name.removesuffix("_input")
+        channel = path.name[: -len("_input")]  # the glob guarantees the suffix (str.removesuffix is 3.9+)
         label = (_read_text(path.with_name(f"{channel}_label")) or "").strip()
         chip = (_read_text(path.parent / "name") or path.parent.name).strip()
         power[label or f"{chip}/{channel}"] = microwatts / 1000

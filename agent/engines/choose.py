@@ -8,7 +8,9 @@ has an answer in the journal.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from jetfleet.agent.config import AgentConfig
@@ -62,3 +64,49 @@ def choose_backend(config: AgentConfig, device: DeviceInfo, data_dir: Path) -> B
 def backend_report() -> dict[str, tuple[bool, str]]:
     """Every known backend with whether it can run here and why (for ``jetfleet-agent info``)."""
     return {name: _availability(name) for name in ("tensorrt", "onnxruntime")}
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """Whether a backend's Python module imports here, its version, and where it came from.
+
+    The path answers "which tensorrt is this?": JetPack's bindings live in
+    /usr/lib/python3.X/dist-packages, a PyPI wheel in the venv's site-packages.
+    """
+
+    name: str
+    version: str | None = None
+    path: str | None = None
+    error: str | None = None  # "ImportError: libnvinfer.so.10: cannot open shared object file", when it failed
+
+    @property
+    def importable(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "path": self.path, "error": self.error}
+
+
+def import_report(module: str) -> ModuleReport:
+    """Import ``module`` and say what came in; never raises (a broken CUDA install raises OSError, not ImportError)."""
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:
+        return ModuleReport(module, error=f"{type(exc).__name__}: {exc}")
+    version = getattr(mod, "__version__", None)
+    origin = getattr(mod, "__file__", None)
+    folder = str(Path(origin).parent) if origin else None
+    return ModuleReport(module, str(version) if version else None, folder)
+
+
+def onnxruntime_providers() -> tuple[str, ...]:
+    """ONNX Runtime's execution providers in its preference order; empty when it does not import.
+
+    The PyPI wheel for aarch64 has only ``CPUExecutionProvider``; NVIDIA's Jetson
+    build adds ``CUDAExecutionProvider`` and ``TensorrtExecutionProvider``.
+    """
+    try:
+        import onnxruntime
+    except Exception:
+        return ()
+    return tuple(onnxruntime.get_available_providers())

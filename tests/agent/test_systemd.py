@@ -206,3 +206,132 @@ def test_find_agent_exe_prefers_the_script_beside_the_interpreter(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(JetfleetError, match="cannot find the jetfleet-agent executable"):
         find_agent_exe()
+
+
+# --------------------------------------------------------------------------- the service's venv
+
+
+def jetpack_root(tmp_path: Path, python: str, interpreter: bool = True) -> Path:
+    """A system root with JetPack's tensorrt for ``python`` (and that interpreter), as python3-libnvinfer lays it out."""
+    root = tmp_path / "root"
+    (root / f"usr/lib/python{python}/dist-packages/tensorrt").mkdir(parents=True)
+    if interpreter:
+        (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+        (root / f"usr/bin/python{python}").write_text("")
+    return root
+
+
+def test_venv_plan_uses_jetpacks_python_with_system_site_packages(tmp_path: Path) -> None:
+    plan = systemd.plan_venv(
+        tmp_path / "opt" / "jetfleet", root=jetpack_root(tmp_path, "3.10"), requirement="jetfleet[agent]==0.1.0"
+    )
+    target = str(tmp_path / "opt" / "jetfleet")
+    assert (plan.python, plan.system_site_packages, plan.reuse) == ("/usr/bin/python3.10", True, False)
+    assert plan.commands() == [
+        ["/usr/bin/python3.10", "-m", "venv", "--system-site-packages", target],
+        [f"{target}/bin/python", "-m", "pip", "install", "jetfleet[agent]==0.1.0"],
+    ]
+    assert plan.exe == f"{target}/bin/jetfleet-agent" and "/usr/lib/python3.10/dist-packages/tensorrt" in plan.reason
+
+
+def test_venv_plan_without_jetpack_uses_the_running_python(tmp_path: Path) -> None:
+    import sys
+
+    plan = systemd.plan_venv(tmp_path / "venv", root=tmp_path / "empty-root", requirement="x")
+    assert (plan.python, plan.system_site_packages) == (sys.executable, False)
+    assert "--system-site-packages" not in plan.commands()[0]
+
+
+def test_venv_plan_names_a_missing_system_python(tmp_path: Path) -> None:
+    with pytest.raises(JetfleetError, match=r"built for Python 3\.12, but /usr/bin/python3\.12 is missing") as excinfo:
+        systemd.plan_venv(tmp_path / "venv", root=jetpack_root(tmp_path, "3.12", interpreter=False), requirement="x")
+    assert "sudo apt install python3.12 python3.12-venv" in str(excinfo.value)
+
+
+def test_venv_plan_refuses_home_and_what_is_not_a_venv(tmp_path: Path) -> None:
+    with pytest.raises(JetfleetError, match="ProtectHome"):
+        systemd.plan_venv(Path("/home/nvidia/jetfleet"), root=tmp_path, requirement="x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(JetfleetError, match="not a venv"):
+        systemd.plan_venv(tmp_path / "busy", root=tmp_path, requirement="x", force=True)
+
+
+def test_an_existing_venv_is_reused_only_when_it_fits(tmp_path: Path) -> None:
+    root = jetpack_root(tmp_path, "3.10")
+    target = tmp_path / "opt" / "jetfleet"
+    (target / "bin").mkdir(parents=True)
+    (target / "bin" / "jetfleet-agent").write_text("")
+    (target / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    with pytest.raises(JetfleetError, match="does not see the system's packages") as excinfo:
+        systemd.plan_venv(target, root=root, requirement="x")
+    assert "--force" in str(excinfo.value)
+    forced = systemd.plan_venv(target, root=root, requirement="x", force=True)
+    assert "--clear" in forced.commands()[0] and "--system-site-packages" in forced.commands()[0]
+    (target / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
+    reused = systemd.plan_venv(target, root=root, requirement="x")
+    assert reused.reuse and reused.commands() == []
+
+
+def test_python_env_reads_what_venv_writes(tmp_path: Path) -> None:
+    """The --system-site-packages verdict comes from the pyvenv.cfg that the venv module itself wrote."""
+    import sys
+
+    from jetfleet.agent.telemetry import TensorRTBindings, bindings_blocker, python_env
+
+    for name, flags in (("shared", ["--system-site-packages"]), ("isolated", [])):
+        made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", *flags, str(tmp_path / name)])
+        assert made.returncode == 0
+    shared = python_env(prefix=str(tmp_path / "shared"), base_prefix=sys.base_prefix)
+    isolated = python_env(prefix=str(tmp_path / "isolated"), base_prefix=sys.base_prefix)
+    assert (shared.system_site_packages, isolated.system_site_packages) == (True, False)
+    jetpack = [TensorRTBindings("/usr/lib/python3.10/dist-packages/tensorrt", shared.minor)]
+    assert bindings_blocker(shared, jetpack) is None
+    assert "created without --system-site-packages" in (bindings_blocker(isolated, jetpack) or "")
+
+
+def test_running_requirement_reinstalls_this_checkout() -> None:
+    requirement = systemd.running_requirement()
+    assert requirement.endswith("[agent]")
+    if not requirement.startswith("jetfleet"):  # installed from a checkout or a wheel file: that, with the extra
+        source = Path(requirement[: -len("[agent]")])
+        assert (source / "pyproject.toml").is_file() if source.is_dir() else source.suffix == ".whl"
+
+
+def test_install_without_venv_warns_when_jetpacks_tensorrt_is_out_of_reach(tmp_path: Path) -> None:
+    from jetfleet.agent.telemetry import python_env
+
+    root = jetpack_root(tmp_path, "3.10")
+    other = python_env(version="3.11.7")
+    note = systemd.installation_note(("tensorrt", "onnxruntime"), root=root, running=other)
+    assert note is not None and "built for Python 3.10" in note and "--venv /opt/jetfleet" in note
+    assert systemd.installation_note(("onnxruntime",), root=root, running=other) is None
+    assert systemd.installation_note(("tensorrt",), root=tmp_path / "empty-root", running=other) is None
+
+
+def test_unit_refuses_an_executable_the_service_cannot_see(tmp_path: Path) -> None:
+    with pytest.raises(JetfleetError, match="ProtectHome") as excinfo:
+        render_unit(tmp_path / "agent.toml", "/home/nvidia/.venv/bin/jetfleet-agent")
+    assert "--venv /opt/jetfleet" in str(excinfo.value)
+
+
+def test_install_with_a_venv_plan_runs_its_agent(tmp_path: Path) -> None:
+    target = tmp_path / "opt" / "jetfleet"
+    (target / "bin").mkdir(parents=True)
+    (target / "bin" / "jetfleet-agent").write_text("")
+    (target / "pyvenv.cfg").write_text("include-system-site-packages = false\n")
+    plan = systemd.plan_venv(target, root=tmp_path / "empty-root", requirement="x")
+    install(tmp_path, exe=None, venv=plan)  # type: ignore[arg-type]
+    unit = (tmp_path / "units" / UNIT_NAME).read_text()
+    assert f"ExecStart={target}/bin/jetfleet-agent serve" in unit
+    with pytest.raises(JetfleetError, match="exclude each other"):
+        install(tmp_path, "/usr/bin/jetfleet-agent", venv=plan, force=True)
+
+
+def test_a_failed_venv_install_writes_no_unit(tmp_path: Path) -> None:
+    """The plan runs for real: venv made, pip asked for something that is not there, nothing installed."""
+    plan = systemd.plan_venv(tmp_path / "venv", root=tmp_path / "empty-root", requirement=str(tmp_path / "nowhere"))
+    with pytest.raises(JetfleetError, match=r"pip install .*nowhere` failed with exit status") as excinfo:
+        install(tmp_path, exe=None, venv=plan)  # type: ignore[arg-type]
+    assert "no unit or config file was written" in str(excinfo.value)
+    assert (tmp_path / "venv" / "pyvenv.cfg").is_file() and not (tmp_path / "units" / UNIT_NAME).exists()
