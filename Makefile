@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint test-device bench install clean
+.PHONY: demo test lint test-device check-tensorrt-api bench install clean
 
 install: $(STAMP)
 
@@ -41,6 +41,34 @@ test-device: $(STAMP)
 	$(BIN)/python scripts/check_agent_wheels.py
 	scripts/test-old-python.sh
 	scripts/test-arm64.sh
+
+# TensorRT API check (not in `make test`: it installs from PyPI and needs a C compiler and binutils). For each
+# version, a venv build/trt/py3.X-VERSION with the real bindings wheel (~1-6 MB) and numpy; TensorRT's libraries are not on
+# PyPI (tensorrt-*-libs are stub sdists that download from NVIDIA's index), so the script loads the bindings over
+# generated stand-ins and checks agent/engines/tensorrt.py by introspection (real libraries are used where installed).
+# 8.x: tensorrt-bindings 8.6.1 has wheels for CPython 3.6-3.11 only; without one for TRT_PYTHON it is skipped.
+TRT_VERSIONS ?= 8.6.1 10.3.0 10.13.3.9 10.16.1.11 11.4.0.106
+TRT_PYTHON   ?= $(PYTHON)
+
+check-tensorrt-api:
+	$(TRT_PYTHON) scripts/check_tensorrt_api.py --list >/dev/null
+	@py=$$($(TRT_PYTHON) -c 'import sys; print("py%d.%d" % sys.version_info[:2])'); failed=; \
+	for v in $(TRT_VERSIONS); do \
+	    case $$v in 8.*) pkg=tensorrt-bindings ;; *) pkg=tensorrt-cu12-bindings ;; esac; \
+	    venv=build/trt/$$py-$$v; \
+	    if [ ! -f $$venv/.installed ]; then \
+	        rm -rf $$venv; \
+	        if ! { $(TRT_PYTHON) -m venv $$venv && $$venv/bin/pip install --quiet --disable-pip-version-check \
+	                --only-binary=:all: "$$pkg[numpy]==$$v" && touch $$venv/.installed; }; then \
+	            rm -rf $$venv; \
+	            case $$v in 8.*) echo "TensorRT $$v: no $$pkg wheel for $$($(TRT_PYTHON) -V): 8.x path not checked"; continue ;; esac; \
+	            failed="$$failed $$v"; continue; \
+	        fi; \
+	    fi; \
+	    echo "== TensorRT $$v ($$venv)"; \
+	    $$venv/bin/python scripts/check_tensorrt_api.py || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "TensorRT API check failed for:$$failed" >&2; exit 1; fi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py

@@ -17,6 +17,7 @@ WHEELS=$ROOT/build/py38-wheel
 started=$SECONDS
 
 phase() { echo "== [$((SECONDS - started)) s] $*"; }
+quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }  # this machine's find-links noise
 
 PYTHON_OLD=${PYTHON_OLD:-$("$HOST" scripts/pythons.py 3.8)} || {
     echo "error: no Python 3.8 here (PATH or pyenv); set PYTHON_OLD to one" >&2
@@ -25,11 +26,13 @@ PYTHON_OLD=${PYTHON_OLD:-$("$HOST" scripts/pythons.py 3.8)} || {
 phase "device side on $("$PYTHON_OLD" -V 2>&1) ($PYTHON_OLD)"
 
 rm -rf "$VENV" "$WHEELS"
-"$HOST" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation . -w "$WHEELS"
+quiet_pip "$HOST" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation . -w "$WHEELS"
 WHEEL=$(ls "$WHEELS"/jetfleet-*.whl)
 "$PYTHON_OLD" -m venv "$VENV"
-# pytest 9 needs Python 3.10: the test tools get ranges here, like the agent's own requirements.
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "$WHEEL[agent]" 'pytest>=8,<9' 'pytest-timeout>=2.3,<3'
+# pytest 9 needs Python 3.10: the test tools get ranges here, like the agent's own requirements. onnx is
+# one of them: the tests write their models with onnx.helper, while the agent itself no longer needs it.
+quiet_pip "$VENV/bin/pip" install --quiet --disable-pip-version-check "$WHEEL[agent]" 'pytest>=8,<9' 'pytest-timeout>=2.3,<3' \
+    'onnx>=1.17,<2'
 phase "installed: $("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null |
     awk '/^(numpy|grpcio|protobuf|onnxruntime|onnx|pillow|cryptography) /{printf "%s=%s ", $1, $2}')"
 if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then

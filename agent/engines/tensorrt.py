@@ -65,6 +65,14 @@ name-based I/O API of 8.5+ (``num_io_tensors``, ``get_tensor_name``,
 sized for ``max_batch``, pinned host staging buffers, and CUDA events
 around the host→device copy, the enqueue and the device→host copy, so a
 report can separate them the way trtexec does.
+
+API check: ``make check-tensorrt-api`` (scripts/check_tensorrt_api.py)
+lists every TensorRT class, method, property and enum member this module
+reaches (an AST walk) and checks each, with its call's arity and keyword
+names, against the real bindings of 8.6 and 10.x/11.x by introspection.
+A ``# trt-api: <10`` or ``# trt-api: >=10`` comment on a statement's first
+line (a ``def``: the whole function) marks code that runs only on those
+versions; everything else is checked against every version.
 """
 
 from __future__ import annotations
@@ -337,7 +345,7 @@ def _progress_monitor(trt: Any, progress: BuildProgress) -> Any | None:
     return _classes["monitor"](progress)
 
 
-def _monitor_class(trt: Any) -> type:
+def _monitor_class(trt: Any) -> type:  # trt-api: >=10
     class ProgressMonitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
         """Method names and signatures from the Python API's ProgressMonitor page (TensorRT 10)."""
 
@@ -455,7 +463,7 @@ class TensorRTBackend:
             cache = self._attach_timing_cache(config, messages, progress)
             monitor = _progress_monitor(trt, progress)
             if monitor is not None:
-                config.progress_monitor = monitor
+                config.progress_monitor = monitor  # trt-api: >=10
             flags = ", ".join(plan.set_flags) or "no precision flags"
             later = "" if monitor is not None else "; TensorRT before 10 reports no progress until it is done"
             _emit(progress, BUILD_SPAN[0], f"building {precision} engine ({flags}){later}")
@@ -554,7 +562,7 @@ def _network_flags(trt: Any, plan: PrecisionPlan) -> int:
     """``create_network`` flags: EXPLICIT_BATCH before 10.0 (deprecated and ignored after); STRONGLY_TYPED on demand."""
     members = trt.NetworkDefinitionCreationFlag.__members__
     flags = 0
-    if version_tuple(trt.__version__) < (10,) and "EXPLICIT_BATCH" in members:
+    if version_tuple(trt.__version__) < (10,) and "EXPLICIT_BATCH" in members:  # trt-api: <10
         flags |= 1 << int(members["EXPLICIT_BATCH"])
     if plan.strongly_typed and "STRONGLY_TYPED" in members:
         flags |= 1 << int(members["STRONGLY_TYPED"])
@@ -605,7 +613,7 @@ def _warn_without_fast_fp16(trt: Any, builder: Any, plan: PrecisionPlan) -> None
     """
     if "FP16" not in plan.set_flags or version_tuple(trt.__version__) >= (10,):
         return
-    if not getattr(builder, "platform_has_fast_fp16", True):
+    if not getattr(builder, "platform_has_fast_fp16", True):  # trt-api: <10
         log.warning("this GPU has no fast FP16: TensorRT may keep FP32 kernels for a %s engine", plan.precision)
 
 

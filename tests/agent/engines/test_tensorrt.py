@@ -303,6 +303,196 @@ def test_phase_tracker_thins_reports() -> None:
     assert 5 <= sum(r is not None for r in reports) <= 11
 
 
+# --------------------------------------------------------------------------- the API check (scripts/check_tensorrt_api.py)
+
+API_CHECK = Path(__file__).resolve().parents[3] / "scripts" / "check_tensorrt_api.py"
+
+
+@pytest.fixture(scope="module")
+def api_check() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("check_tensorrt_api", API_CHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_tensorrt_api"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _uses(walk, owner: str, attr: str) -> list:
+    return [u for u in walk.uses if (u.owner, u.attr) == (owner, attr)]
+
+
+def test_api_check_attributes_every_tensorrt_use_of_the_backend(api_check) -> None:
+    """The walk finds the backend's calls, with their version paths, and nothing it cannot attribute."""
+    walk = api_check.walk(api_check.BACKEND)
+    assert walk.errors == []
+    (execute,) = _uses(walk, "IExecutionContext", "execute_async_v3")
+    assert (execute.kind, execute.npos, execute.spec) == ("call", 1, ())
+    (monitor,) = _uses(walk, "IBuilderConfig", "progress_monitor")
+    assert (monitor.kind, api_check.spec_text(monitor.spec)) == ("write", ">=10")
+    (fast_fp16,) = _uses(walk, "Builder", "platform_has_fast_fp16")
+    assert (api_check.spec_text(fast_fp16.spec), fast_fp16.optional) == ("<10", False)  # a marker makes it required
+    assert {u.params for u in _uses(walk, "ILogger", "log")} == {("severity", "msg")}
+    assert {u.attr for u in walk.uses if u.owner == "BuilderFlag" and u.optional} == {"FP16", "INT8", "TF32"}
+    (cache,) = [u for u in _uses(walk, "IBuilderConfig", "set_timing_cache") if u.function == "_load_timing_cache"]
+    assert cache.keywords == ("ignore_mismatch",)
+
+
+def test_api_check_list_mode_runs_without_tensorrt() -> None:
+    result = subprocess.run([sys.executable, str(API_CHECK), "--list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "execute_async_v3" in result.stdout
+
+
+def test_api_check_follows_values_through_the_backends_own_code(api_check) -> None:
+    walk = api_check.Walk(
+        "import tensorrt as trt\n"
+        "class Runner:\n"
+        "    def __init__(self, engine):\n"
+        "        self._engine = engine\n"
+        "    def context(self):\n"
+        "        return self._engine.create_execution_context()\n"
+        "def _helper(ctx):\n"
+        "    return ctx.set_input_shape('x', (1, 3))\n"
+        "def load(data):\n"
+        "    runtime = trt.Runtime(None)\n"
+        "    runner = Runner(runtime.deserialize_cuda_engine(data))\n"
+        "    return _helper(runner.context())\n"
+    )
+    assert walk.errors == []
+    assert {(u.owner, u.attr) for u in walk.uses} >= {
+        ("Runtime", "deserialize_cuda_engine"),
+        ("ICudaEngine", "create_execution_context"),
+        ("IExecutionContext", "set_input_shape"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("e = trt.Runtime(None).deserialize_cuda_engine(b'')\nd = e.get_tensor_dtype('x')\nd.itemsize\n", "RETURNS"),
+        ("def f(name):\n    return getattr(trt, name)\n", "DYNAMIC"),
+        ("from elsewhere import helper\nhelper(trt.Builder(None))\n", "HANDOFFS"),
+        ("import importlib\nt = importlib.import_module('tensorrt')\n", "import tensorrt as trt"),
+        ("class L(trt.ILogger):\n    def flush(self):\n        pass\n", "SUBCLASSES"),
+        ("class M(trt.IAlgorithmSelector):\n    pass\n", "SUBCLASSES does not list"),
+        ("x = 1  # trt-api: 10\n", "bad trt-api marker"),
+    ],
+)
+def test_api_check_fails_on_what_it_cannot_attribute(api_check, body: str, complaint: str) -> None:
+    walk = api_check.Walk("import tensorrt as trt\n" + body)
+    assert any(complaint in e for e in walk.errors), walk.errors
+
+
+def test_api_check_version_markers(api_check) -> None:
+    walk = api_check.Walk(
+        "import tensorrt as trt\n"
+        "def new(config, monitor):  # trt-api: >=10\n"
+        "    config.progress_monitor = monitor\n"
+        "def both(builder):\n"
+        "    builder.create_builder_config()\n"
+        "    if trt.__version__ < '10':  # trt-api: <10, >=8.5\n"
+        "        builder.platform_has_fast_fp16\n"
+    )
+    specs = {u.attr: u.spec for u in walk.uses}
+    assert api_check.spec_text(specs["create_builder_config"]) == "all"
+    assert api_check.applies(specs["progress_monitor"], (10, 3, 0)) and not api_check.applies(
+        specs["progress_monitor"], (8, 6, 1)
+    )
+    assert api_check.spec_text(specs["platform_has_fast_fp16"]) == "<10,>=8.5"
+    assert api_check.applies(specs["platform_has_fast_fp16"], (8, 5, 2))
+    assert not api_check.applies(specs["platform_has_fast_fp16"], (8, 4))
+
+
+class _Pybind:
+    """A stand-in for a pybind11 method: callable, with the docstring pybind11 writes."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __call__(self, *args: object) -> None:  # pragma: no cover - never called
+        raise AssertionError
+
+
+def _fake_tensorrt() -> types.ModuleType:
+    def getter(doc: str) -> object:
+        def fget(self: object) -> None:  # pragma: no cover - never called
+            raise AssertionError
+
+        fget.__doc__ = doc
+        return fget
+
+    config = type(
+        "IBuilderConfig",
+        (),
+        {
+            "set_timing_cache": _Pybind(
+                "set_timing_cache(self: m.IBuilderConfig, cache: m.ITimingCache, ignore_mismatch: bool) -> bool\n"
+            ),
+            "get_timing_cache": _Pybind("get_timing_cache(self: m.IBuilderConfig) -> m.IHostMemory\n"),
+            "num_optimization_profiles": property(getter("(arg0: m.IBuilderConfig) -> int")),
+        },
+    )
+    monitor = type(
+        "IProgressMonitor",
+        (),
+        {"phase_start": _Pybind("phase_start(self: m.IProgressMonitor, phase_name: str, parent: str, n: int) -> None")},
+    )
+    module = types.ModuleType("tensorrt")
+    module.IBuilderConfig = config  # type: ignore[attr-defined]
+    module.IProgressMonitor = monitor  # type: ignore[attr-defined]
+    return module
+
+
+MONITOR = "IProgressMonitor"
+
+
+@pytest.mark.parametrize(
+    ("use", "failed", "words"),
+    [
+        ({"attr": "set_timing_cache", "kind": "call", "npos": 1, "keywords": ("ignore_mismatch",)}, False, "ok"),
+        ({"attr": "set_timing_cache", "kind": "call", "npos": 1, "keywords": ("ignore",)}, True, "NO OVERLOAD"),
+        ({"attr": "set_timing_cache", "kind": "call", "npos": 3}, True, "NO OVERLOAD"),
+        ({"attr": "set_timing_cache", "kind": "read"}, True, "found, but a method"),
+        ({"attr": "num_optimization_profiles", "kind": "read"}, False, "property"),
+        ({"attr": "num_optimization_profiles", "kind": "write"}, True, "used as write"),
+        ({"attr": "get_timing_cache", "kind": "call"}, True, "RETURNS says ITimingCache"),
+        ({"attr": "max_workspace_size", "kind": "write"}, True, "MISSING"),
+        ({"attr": "max_workspace_size", "kind": "read", "optional": True}, False, "absent (guarded)"),
+        ({"owner": MONITOR, "attr": "phase_start", "kind": "override", "params": ("a", "b")}, True, "passes 3"),
+        ({"owner": MONITOR, "attr": "phase_start", "kind": "override", "params": ("a", "b", "c")}, False, "ok"),
+        ({"owner": "IAlgorithmSelector", "attr": "select_algorithms", "kind": "call"}, True, "missing class"),
+    ],
+)
+def test_api_check_judges_uses_against_the_bindings(api_check, use: dict, failed: bool, words: str) -> None:
+    fields = {"owner": "IBuilderConfig", "line": 1, "function": "f", **use}
+    row = api_check.check_use(_fake_tensorrt(), api_check.Use(**fields))
+    assert row.failed is failed, row
+    assert words in f"{row.status} {row.signature}"
+
+
+def test_api_check_reads_overloaded_pybind_docstrings(api_check) -> None:
+    doc = (
+        "set_input_shape(*args, **kwargs)\nOverloaded function.\n\n"
+        "1. set_input_shape(self: m.IExecutionContext, name: str, shape: Tuple[int, int]) -> bool\n\n    Set it.\n\n"
+        "2. set_input_shape(self: m.IExecutionContext, name: str, shape: m.Dims = <m.Dims object at 0x1>) -> bool\n"
+    )
+    sigs = api_check.parse_doc_signatures("set_input_shape", doc)
+    assert [[n for n, _ in s.params] for s in sigs] == [["self", "name", "shape"]] * 2
+    assert [s.params[2][1] for s in sigs] == [False, True]
+    assert api_check.short_type(sigs[0].returns) == "bool"
+    assert api_check.short_type("nvonnxparser::IParserError") == "IParserError"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_bindings") is None,
+    reason="no TensorRT bindings here: `make check-tensorrt-api` installs them per version under build/trt/",
+)
+def test_api_check_against_the_tensorrt_installed_here() -> None:
+    result = subprocess.run([sys.executable, str(API_CHECK)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- needs TensorRT and a GPU
 
 
