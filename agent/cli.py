@@ -13,10 +13,9 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any  # rich is imported where a command prints: it stays off the serve path
 
 import click
-from rich.console import Console
 
 from jetfleet.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from jetfleet.common.version import __version__
@@ -172,6 +171,8 @@ def info(as_json: bool) -> None:
         }
         click.echo(json.dumps(document, indent=2))
         return
+    from rich.console import Console
+
     console = Console()
     console.print(format_info(device, sample))
     for name, (ok, why) in backends.items():
@@ -317,6 +318,8 @@ def _print_checks(checks: list[Any], counts: dict[str, int]) -> None:
         grid.add_row(Text(check.status, style=_STATUS_STYLE[check.status]), check.name, Text(check.detail))
         if check.fix:
             grid.add_row("", "", Text.assemble(("fix: ", "bold"), check.fix))
+    from rich.console import Console
+
     console = Console(highlight=False)
     console.print(grid)
     console.print(", ".join(f"{n} {status}" for status, n in counts.items()))

@@ -54,12 +54,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol
 
 import psutil
-from rich.table import Table
 
 from jetfleet.common.device import DeviceInfo, TelemetrySample
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 logger = logging.getLogger(__name__)
 
@@ -1179,6 +1181,8 @@ def format_info(info: DeviceInfo, sample: TelemetrySample | None = None) -> Tabl
 
     Unmeasurable fields print "n/a", never 0 (see ``jetfleet.common.device``).
     """
+    from rich.table import Table  # only `info` prints it: rich stays off the serving path
+
     table = Table(title=f"{info.hostname} — {info.device_class}", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
