@@ -56,8 +56,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol
 
-import psutil
-
 from jetfleet.common.device import DeviceInfo, TelemetrySample
 
 if TYPE_CHECKING:
@@ -600,6 +598,8 @@ def _memory_total_mb(root: Path) -> int:
     meminfo = read_meminfo(root)
     if "MemTotal" in meminfo:
         return round(meminfo["MemTotal"] / 1024)
+    import psutil  # not Linux: /proc/meminfo is the answer everywhere else we run
+
     return round(psutil.virtual_memory().total / 2**20)
 
 
@@ -796,8 +796,34 @@ class CpuTimes(Protocol):
     def _asdict(self) -> dict[str, float]: ...
 
 
-def _psutil_cpu_times() -> Sequence[CpuTimes]:
-    return psutil.cpu_times(percpu=True)
+_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+
+
+class _StatTimes:
+    """One ``cpuN`` line of ``/proc/stat``: the same fields, in the same order, as psutil's per-core times."""
+
+    __slots__ = ("_ticks",)
+
+    def __init__(self, ticks: dict[str, float]) -> None:
+        self._ticks = ticks
+
+    def _asdict(self) -> dict[str, float]:
+        return dict(self._ticks)
+
+
+def _proc_cpu_times(root: Path = Path("/")) -> Sequence[CpuTimes]:
+    """Per-core cumulative times from ``/proc/stat`` (psutil reads the same file; importing it costs ~1 MiB)."""
+    text = _read_text(root / "proc/stat")
+    if text is None:  # not Linux: psutil knows the platform's own call
+        import psutil
+
+        return psutil.cpu_times(percpu=True)
+    cores: list[CpuTimes] = []
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            cores.append(_StatTimes(dict(zip(_STAT_FIELDS, map(float, rest.split())))))
+    return cores
 
 
 def _busy_percent(before: CpuTimes, after: CpuTimes) -> float:
@@ -821,7 +847,7 @@ class CpuMeter:
     ``prime_s`` window so a one-shot sample (``jetfleet-agent info``) is real.
     """
 
-    def __init__(self, read_times: Callable[[], Sequence[CpuTimes]] = _psutil_cpu_times, prime_s: float = 0.1) -> None:
+    def __init__(self, read_times: Callable[[], Sequence[CpuTimes]] = _proc_cpu_times, prime_s: float = 0.1) -> None:
         self._read_times = read_times
         self._prime_s = prime_s
         self._last: Sequence[CpuTimes] | None = None
@@ -847,6 +873,8 @@ def _ram_mb(root: Path) -> tuple[float, float]:
     if "MemTotal" in info:
         available = info.get("MemAvailable", info.get("MemFree", 0) + info.get("Buffers", 0) + info.get("Cached", 0))
         return (info["MemTotal"] - available) / 1024, info["MemTotal"] / 1024
+    import psutil  # not Linux: /proc/meminfo is the answer everywhere else we run
+
     vm = psutil.virtual_memory()
     return (vm.total - vm.available) / 2**20, vm.total / 2**20
 
