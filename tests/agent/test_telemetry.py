@@ -715,3 +715,17 @@ def test_format_info_renders_facts_and_sample() -> None:
     ):
         assert expected in text
     assert text.count("n/a") == 3  # CUDA, TensorRT, ONNX Runtime: exactly the fields left None
+
+
+def test_per_core_times_come_from_proc_stat(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/stat").write_text(
+        "cpu  300 0 100 600 0 0 0 0 0 0\n"
+        "cpu0 100 0 50 350 0 0 0 0 0 0\n"
+        "cpu1 200 0 50 250 0 0 0 0 0 0\n"
+        "intr 12345 0 0\nctxt 999\n"
+    )
+    cores = tm._proc_cpu_times(tmp_path)
+    assert [c._asdict()["user"] for c in cores] == [100.0, 200.0]  # the aggregate "cpu" line is not a core
+    later = [{**c._asdict(), "user": c._asdict()["user"] + 50, "idle": c._asdict()["idle"] + 50} for c in cores]
+    assert tm._busy_percent(cores[0], tm._StatTimes(later[0])) == 50.0
