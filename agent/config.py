@@ -54,7 +54,6 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from jetfleet.common.errors import JetfleetError
@@ -151,6 +150,8 @@ def parse_size(value: int | str) -> int:
     if not match or (unit and unit not in _UNITS):
         units = ", ".join(u for u in ("B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"))
         raise _Invalid(f"a size like '8GiB', '512MiB', '1.5GB' or '4096' (units: {units})")
+    from decimal import Decimal, InvalidOperation  # here: ~0.4 MiB an agent whose config has no sizes never pays
+
     try:
         number = Decimal(match.group(1))
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals

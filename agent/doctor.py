@@ -55,7 +55,7 @@ SKEW_FAIL_FRACTION = 0.5  # failing at half the tolerance leaves room for a drif
 PROBE_TIMEOUT_S = 5.0  # a controller that needs longer to answer a health check is not "answering"
 DEFAULT_ENROLL_PORT = 50049  # `jetfleet controller serve --enroll-listen`'s default port (controller/fleet/cli.py)
 # The agent's runtime dependencies, by import name: a Python or platform without their wheels fails here.
-REQUIRED_MODULES = ("grpc", "grpc_health.v1", "google.protobuf", "numpy", "PIL", "psutil", "cryptography", "onnx")
+REQUIRED_MODULES = ("grpc", "grpc_health.v1", "google.protobuf", "numpy", "PIL", "psutil", "cryptography")
 SUPPORTED_MACHINES = ("aarch64", "arm64", "x86_64", "amd64")
 
 

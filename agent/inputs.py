@@ -3,6 +3,11 @@
 All three become the same :class:`~jetfleet.agent.jobs.Batch` iterator, so
 the job runner has one code path. Decoding happens lazily, batch by batch:
 a folder of 50 000 images never sits in memory at once.
+
+Only folders and inline images are decoded, with Pillow
+(:mod:`jetfleet.agent.decode`), imported by the first such job: test sets
+are already pixels, and an agent that only serves models and scores test
+sets (smoke tests included) never loads Pillow.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ def folder_input(root: Path, spec: PreprocessSpec, batch_size: int, limit: int) 
         raise AgentError(INVALID_ARGUMENT, str(exc)) from exc
     if limit:
         folder = replace(folder, items=folder.items[:limit])
-    return JobInput(_batches(imaging.iter_folder(folder, spec, batch_size)), len(folder.items) + len(folder.refused))
+    from jetfleet.agent import decode  # Pillow: only jobs that decode images load it (module docstring)
+
+    return JobInput(_batches(decode.iter_folder(folder, spec, batch_size)), len(folder.items) + len(folder.refused))
 
 
 def encoded_input(
@@ -80,7 +87,9 @@ def encoded_input(
     items = items[:limit] if limit else items
     if not items:
         raise AgentError(INVALID_ARGUMENT, "the job has no images")
-    return JobInput(_batches(imaging.iter_encoded(items, spec, batch_size)), len(items))
+    from jetfleet.agent import decode  # Pillow: only jobs that decode images load it (module docstring)
+
+    return JobInput(_batches(decode.iter_encoded(items, spec, batch_size)), len(items))
 
 
 def _batches(stream: Iterator[imaging.Batch]) -> Iterator[Batch]:

@@ -11,7 +11,6 @@ again after a crash between "acknowledged" and "deleted" is stored once.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -23,6 +22,8 @@ class Outbox:
     def __init__(self, path: Path, max_rows: int = MAX_ROWS) -> None:
         self.max_rows = max_rows
         self._lock = threading.Lock()
+        import sqlite3  # here, not at the top: an agent without a controller never opens an outbox (~0.5 MiB)
+
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

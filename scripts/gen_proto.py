@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Regenerate the committed protobuf/gRPC modules from proto/v1/*.proto.
+"""Regenerate the committed protobuf/gRPC modules from proto/v1/*.proto and proto/onnx/*.proto.
 
-    python scripts/gen_proto.py           # rewrite proto/v1/*_pb2*.py(i)
+    python scripts/gen_proto.py           # rewrite proto/{v1,onnx}/*_pb2*.py(i)
     python scripts/gen_proto.py --check   # exit 1 if the committed files are stale
 
-The sources live in proto/v1 but are compiled as ``jetfleet/proto/v1/...``
+Two sets of sources (:data:`SOURCE_SETS`): ``proto/v1``, the fleet protocol
+(messages, ``.pyi`` stubs and gRPC services), and ``proto/onnx``, the subset
+of ONNX's model format the agent's ONNX guard parses (messages and stubs
+only: it has no services). Each folder is compiled as ``jetfleet/proto/<folder>/...``
 (protoc's virtual include path) so the generated imports read
 ``from jetfleet.proto.v1 import common_pb2``, the installed package path.
 
@@ -27,52 +30,76 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ROOT / "proto" / "v1"
-VIRTUAL = "jetfleet/proto/v1"
 SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 GENERATOR = "grpcio-tools==1.70.0"  # protoc 5.29: the newest generated code protobuf 5.29 (Python 3.8) loads
 TOOL_VENV = ROOT / "build" / "protoc"
 
 
-def generate(out: Path) -> list[Path]:
-    """Compile every .proto into ``out``; return the generated files."""
+@dataclass(frozen=True)
+class SourceSet:
+    """One folder of .proto files under proto/, compiled together into that same folder."""
+
+    folder: str  # under proto/; also the last part of the package, jetfleet.proto.<folder>
+    grpc: bool  # also generate <name>_pb2_grpc.py (only where the files declare services)
+
+    @property
+    def sources(self) -> Path:
+        return ROOT / "proto" / self.folder
+
+    @property
+    def virtual(self) -> str:
+        return f"jetfleet/proto/{self.folder}"
+
+
+SOURCE_SETS = (SourceSet("v1", grpc=True), SourceSet("onnx", grpc=False))
+
+
+def generate(source_set: SourceSet, out: Path) -> list[Path]:
+    """Compile every .proto of ``source_set`` into ``out``; return the generated files."""
     from grpc_tools import protoc  # only in build/protoc: see the module docstring
 
     include = str(Path(protoc.__file__).parent / "_proto")
-    protos = sorted(SOURCES.glob("*.proto"))
+    protos = sorted(source_set.sources.glob("*.proto"))
     args = [
         "protoc",
-        f"-I{VIRTUAL}={SOURCES}",
+        f"-I{source_set.virtual}={source_set.sources}",
         f"-I{include}",
         f"--python_out={out}",
         f"--pyi_out={out}",
-        f"--grpc_python_out={out}",
-        *(f"{VIRTUAL}/{p.name}" for p in protos),
+        *([f"--grpc_python_out={out}"] if source_set.grpc else []),
+        *(f"{source_set.virtual}/{p.name}" for p in protos),
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    gen = out / VIRTUAL
+    gen = out / source_set.virtual
     return sorted(p for p in gen.iterdir() if p.name.endswith(SUFFIXES))
 
 
-def committed() -> list[Path]:
-    return sorted(p for p in SOURCES.iterdir() if p.name.endswith(SUFFIXES))
+def committed(source_set: SourceSet) -> list[Path]:
+    return sorted(p for p in source_set.sources.iterdir() if p.name.endswith(SUFFIXES))
 
 
-def check(generated: list[Path]) -> int:
-    """Compare fresh output with the committed files; print a diff of any difference."""
+def check(source_set: SourceSet, generated: list[Path]) -> int:
+    """Compare fresh output with the committed files; print a diff of any difference; return how many differ."""
     stale = 0
     fresh = {p.name: p for p in generated}
-    for name in sorted(set(fresh) | {p.name for p in committed()}):
-        old_path, new_path = SOURCES / name, fresh.get(name)
+    for name in sorted(set(fresh) | {p.name for p in committed(source_set)}):
+        old_path, new_path = source_set.sources / name, fresh.get(name)
         old = old_path.read_text().splitlines(keepends=True) if old_path.exists() else []
         new = new_path.read_text().splitlines(keepends=True) if new_path else []
         if old != new:
             stale += 1
-            sys.stdout.writelines(difflib.unified_diff(old, new, f"committed/{name}", f"generated/{name}"))
+            label = f"{source_set.folder}/{name}"
+            sys.stdout.writelines(difflib.unified_diff(old, new, f"committed/{label}", f"generated/{label}"))
+    return stale
+
+
+def report(stale: int) -> int:
+    """The exit status of ``--check``, with the hint to regenerate when files differ."""
     if stale:
         print(f"\n{stale} generated file(s) differ: run `python scripts/gen_proto.py` and commit", file=sys.stderr)
     return 1 if stale else 0
@@ -109,16 +136,20 @@ def main() -> int:
         if opts.bootstrap:
             return 0
         return subprocess.run([str(python), __file__, *sys.argv[1:]]).returncode
-    with tempfile.TemporaryDirectory() as tmp:
-        generated = generate(Path(tmp))
-        if opts.check:
-            return check(generated)
-        for old in committed():
-            old.unlink()
-        for path in generated:
-            shutil.copyfile(path, SOURCES / path.name)
-            print(f"wrote {(SOURCES / path.name).relative_to(ROOT)}")
-    return 0
+    stale = 0
+    for source_set in SOURCE_SETS:
+        with tempfile.TemporaryDirectory() as tmp:
+            generated = generate(source_set, Path(tmp))
+            if opts.check:
+                stale += check(source_set, generated)
+                continue
+            for old in committed(source_set):
+                old.unlink()
+            for path in generated:
+                target = source_set.sources / path.name
+                shutil.copyfile(path, target)
+                print(f"wrote {target.relative_to(ROOT)}")
+    return report(stale) if opts.check else 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def write_image_folder(
 ) -> Path:
     """``root/<class>/<n>.png`` RGB images of varying sizes (the loader must resize them)."""
     images, labels = class_images(per_class * len(classes), len(classes), size, 3, seed)
-    for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+    for i, (img, label) in enumerate(zip(images, labels)):  # one label per image; zip(strict=) is 3.10+
         folder = root / classes[label]
         folder.mkdir(parents=True, exist_ok=True)
         pil = Image.fromarray(img.transpose(1, 2, 0))

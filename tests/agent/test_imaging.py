@@ -9,6 +9,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import textwrap
 import warnings
 import zlib
 from pathlib import Path
@@ -19,19 +20,16 @@ from fixtures import class_images, tiny_onnx_classifier, write_image_folder
 from PIL import Image, ImageFile
 
 from jetfleet.agent import imaging
-from jetfleet.agent.imaging import (
+from jetfleet.agent.decode import (
     DecodeOptions,
-    ImageError,
     decode_image,
     iter_encoded,
     iter_folder,
-    load_folder,
-    load_test_set,
-    normalize_uint8,
     preprocess_file,
     preprocess_image,
     to_model_mode,
 )
+from jetfleet.agent.imaging import ImageError, load_folder, load_test_set, normalize_uint8
 from jetfleet.common.errors import JetfleetError
 from jetfleet.common.preprocess import PreprocessSpec
 
@@ -261,7 +259,7 @@ def test_max_pixels_is_the_callers_limit() -> None:
 BOMB_SCRIPT = """
 import re, struct, zlib
 from pathlib import Path
-from jetfleet.agent.imaging import ImageError, decode_image
+from jetfleet.agent.decode import ImageError, decode_image
 def peak_mb():  # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec
     return int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) / 1024
 bombs = [png_bomb(8000, 8000), png_bomb(20000, 20000)]
@@ -591,7 +589,29 @@ def test_not_an_npz_archive(tmp_path: Path) -> None:
 
 
 def test_module_never_imports_torch() -> None:
-    code = "import sys, jetfleet.agent.imaging; print('torch' in sys.modules)"
+    code = "import sys, jetfleet.agent.decode; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
     assert imaging.__name__ == "jetfleet.agent.imaging"
+
+
+def test_test_sets_and_normalization_never_import_pillow(tmp_path: Path) -> None:
+    """Pillow (~3 MiB of a device's memory) is for decoding files: a test-set job never loads it."""
+    path = save_test_set(tmp_path / "ts.npz", *class_images(4, 3, 8, 1), list(LABELS))
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from jetfleet.agent import imaging, inputs
+        from jetfleet.common.preprocess import PreprocessSpec
+
+        path, spec = Path(sys.argv[1]), PreprocessSpec((8, 8), 1, (0.5,), (0.25,), ("cat", "dog", "fox"))
+        job = inputs.test_set_input(path, spec, batch_size=3, limit=0)
+        assert sum(len(b.names) for b in job.batches) == job.total == 4
+        imaging.normalize_uint8(imaging.load_test_set(path, spec).images, spec)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "PIL" or m == "jetfleet.agent.decode"))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"

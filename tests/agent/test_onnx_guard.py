@@ -20,9 +20,10 @@ import numpy as np
 import onnx
 import pytest
 from fixtures import tiny_onnx_classifier
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from onnx import TensorProto, helper, numpy_helper
 
-from jetfleet.agent.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, AgentError
+from jetfleet.agent.errors import INVALID_ARGUMENT, AgentError
 from jetfleet.agent.onnx_guard import check_onnx_file
 
 OPSET = [helper.make_opsetid("", 18)]
@@ -226,8 +227,8 @@ def test_files_that_are_not_onnx_models_are_refused(content: bytes | str, expect
     assert err.value.code == INVALID_ARGUMENT and expected in str(err.value)
 
 
-def test_an_agent_without_onnx_refuses_to_build_instead_of_crashing(tmp_path: Path) -> None:
-    """The guard imports onnx lazily: without it, a deployment fails with a reason, the agent still starts."""
+def test_an_agent_without_onnx_still_checks_models(tmp_path: Path) -> None:
+    """The guard needs no ``onnx`` package: with it missing, a good model passes and a hostile one is refused."""
     script = textwrap.dedent(
         """
         import importlib.abc, sys
@@ -241,14 +242,110 @@ def test_an_agent_without_onnx_refuses_to_build_instead_of_crashing(tmp_path: Pa
 
         sys.meta_path.insert(0, NoOnnx())
         import jetfleet.agent.activation, jetfleet.agent.daemon, jetfleet.agent.onnx_guard as guard
+        guard.check_onnx_file(Path(sys.argv[1]))
+        print("good: passed")
         try:
-            guard.check_onnx_file(Path(sys.argv[1]))
+            guard.check_onnx_file(Path(sys.argv[2]))
         except guard.AgentError as exc:
-            print(exc.code, "|", exc)
+            print("hostile:", exc.code, "|", exc)
         """
     )
-    model = tiny_onnx_classifier(tmp_path / "tiny.onnx")
-    proc = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, timeout=120)
+    good = tiny_onnx_classifier(tmp_path / "tiny.onnx")
+    hostile = _save(initializer("../../secret.bin"), tmp_path / "hostile.onnx")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(good), str(hostile)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    code, _, message = proc.stdout.strip().partition(" | ")
-    assert code == FAILED_PRECONDITION and "cannot check ONNX models" in message, proc.stdout
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "good: passed", proc.stdout
+    code, _, message = lines[1].partition(" | ")
+    assert code == f"hostile: {INVALID_ARGUMENT}" and "in external file '../../secret.bin'" in message, proc.stdout
+
+
+def test_the_guard_never_imports_onnx(tmp_path: Path) -> None:
+    """Checking models, good and hostile, leaves ``onnx`` out of the process (it costs a device ~10 MiB)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from jetfleet.agent.onnx_guard import AgentError, check_onnx_file
+
+        check_onnx_file(Path(sys.argv[1]))
+        try:
+            check_onnx_file(Path(sys.argv[2]))
+        except AgentError:
+            pass
+        else:
+            sys.exit("the hostile model passed")
+        print(sorted(m for m in sys.modules if m == "onnx" or m.startswith("onnx.")))
+        """
+    )
+    good = tiny_onnx_classifier(tmp_path / "tiny.onnx")
+    hostile = _save(local_function("w.bin"), tmp_path / "hostile.onnx")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(good), str(hostile)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def _subset_fields(message: Descriptor) -> dict[str, tuple[int, int, bool, str]]:
+    """name: (number, type, repeated, message or enum type) of each field of ``message``."""
+
+    def repeated(f: FieldDescriptor) -> bool:  # ``label`` is gone in protobuf 7, ``is_repeated`` new in 6
+        return f.is_repeated if hasattr(f, "is_repeated") else f.label == FieldDescriptor.LABEL_REPEATED
+
+    def of(f: FieldDescriptor) -> str:
+        return (f.message_type or f.enum_type).name if f.message_type or f.enum_type else ""
+
+    return {f.name: (f.number, f.type, repeated(f), of(f)) for f in message.fields}
+
+
+def test_the_subset_schema_matches_onnx() -> None:
+    """Every message, field (name, number, type, label) and enum value of the guard's schema is ONNX's own."""
+    from onnx import onnx_ml_pb2
+
+    from jetfleet.proto.onnx import onnx_subset_pb2
+
+    assert onnx_subset_pb2.DESCRIPTOR.package != onnx_ml_pb2.DESCRIPTOR.package  # both live in one descriptor pool
+    for name, ours in onnx_subset_pb2.DESCRIPTOR.message_types_by_name.items():
+        theirs = onnx_ml_pb2.DESCRIPTOR.message_types_by_name[name]
+        mine, real = _subset_fields(ours), _subset_fields(theirs)
+        assert mine == {field: real[field] for field in mine}, name
+        for enum in ours.enum_types:
+            assert enum.values_by_name.keys() <= theirs.enum_types_by_name[enum.name].values_by_name.keys()
+            assert all(
+                v.number == theirs.enum_types_by_name[enum.name].values_by_name[v.name].number for v in enum.values
+            )
+
+
+def _walk(model: object) -> list[tuple[str, str, int, list[tuple[str, str]]]]:
+    """What the guard sees of ``model`` (real onnx or the subset: the walk is the same code)."""
+    from jetfleet.agent.onnx_guard import _tensors
+
+    return [
+        (where, t.name, int(t.data_location), [(e.key, e.value) for e in t.external_data])
+        for where, t in _tensors(model)  # type: ignore[arg-type]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("place", "location"),
+    [("tiny_classifier", None)] + [(place, loc) for place in sorted(PLACES) for loc in (None, "weights.bin")],
+    ids=lambda v: {None: "inside", "weights.bin": "external"}.get(v, v),
+)
+def test_onnx_files_parse_identically_with_the_subset(place: str, location: str | None, tmp_path: Path) -> None:
+    """Real files written by onnx: the subset sees the same tensors, and keeps every other field byte for byte."""
+    from jetfleet.agent.onnx_guard import _parse
+
+    if place == "tiny_classifier":
+        path = tiny_onnx_classifier(tmp_path / "tiny.onnx")
+    else:
+        path = tmp_path / "m.onnx"
+        onnx.save_model(PLACES[place](location), str(path))
+    real = onnx.load(str(path), load_external_data=False)
+    subset = _parse(path)
+    assert subset.ir_version == real.ir_version and subset.HasField("graph")
+    assert _walk(subset) == _walk(real)
+    assert len(_walk(real)) > 0
+    assert onnx.ModelProto.FromString(subset.SerializeToString()) == real  # unknown fields kept: nothing lost

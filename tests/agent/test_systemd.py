@@ -67,7 +67,7 @@ def test_unit_has_service_basics_and_hardening(agent_exe: str) -> None:
     assert d["SupplementaryGroups"] == ["video render"]
     assert d["StateDirectory"] == ["jetfleet-agent"]
     assert d["ReadWritePaths"] == ["/var/lib/jetfleet-agent"]
-    assert d["Environment"] == ["PYTHONUNBUFFERED=1"] and d["LimitNOFILE"]
+    assert d["Environment"] == ["PYTHONUNBUFFERED=1", "MALLOC_ARENA_MAX=2"] and d["LimitNOFILE"]
     assert d["WantedBy"] == ["multi-user.target"]
     for key, value in HARDENING.items():
         assert d[key] == [value], key

@@ -1,4 +1,4 @@
-"""The committed protobuf/gRPC modules are exactly what scripts/gen_proto.py generates."""
+"""The committed protobuf/gRPC modules (proto/v1, proto/onnx) are exactly what scripts/gen_proto.py generates."""
 
 from __future__ import annotations
 
@@ -24,9 +24,23 @@ def test_every_proto_has_its_generated_modules_and_stubs() -> None:
             assert (REPO / "proto" / "v1" / f"{stem}{suffix}").is_file()
 
 
+def test_the_onnx_subset_has_messages_and_stubs_but_no_services() -> None:
+    folder = REPO / "proto" / "onnx"
+    assert sorted(p.stem for p in folder.glob("*.proto")) == ["onnx_subset"]
+    assert sorted(p.name for p in folder.glob("onnx_subset_pb2*")) == ["onnx_subset_pb2.py", "onnx_subset_pb2.pyi"]
+
+
 def test_services_are_in_the_versioned_package() -> None:
     from jetfleet.proto.v1 import agent_pb2, controller_pb2
 
     assert agent_pb2.DESCRIPTOR.package == "jetfleet.v1"
     assert set(agent_pb2.DESCRIPTOR.services_by_name) == {"AgentService"}
     assert set(controller_pb2.DESCRIPTOR.services_by_name) == {"ControllerService", "EnrollmentService"}
+
+
+def test_the_onnx_subset_is_not_in_onnxs_package() -> None:
+    """The controller imports the real onnx too: one descriptor pool, so no full name may be ONNX's."""
+    from jetfleet.proto.onnx import onnx_subset_pb2
+
+    assert onnx_subset_pb2.DESCRIPTOR.package == "jetfleet.onnxsubset"
+    assert onnx_subset_pb2.DESCRIPTOR.name == "jetfleet/proto/onnx/onnx_subset.proto"
