@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -292,8 +293,10 @@ def test_python_env_reads_what_venv_writes(tmp_path: Path) -> None:
 
 def test_running_requirement_reinstalls_this_checkout() -> None:
     requirement = systemd.running_requirement()
-    assert requirement.endswith("[agent]")
-    if not requirement.startswith("jetfleet"):  # installed from a checkout or a wheel file: that, with the extra
+    if requirement.startswith("jetfleet"):  # found through metadata without a direct URL: the index, pinned
+        assert requirement == f"jetfleet[agent]=={version('jetfleet')}"
+    else:  # installed from a checkout or a wheel file: that, with the extra
+        assert requirement.endswith("[agent]")
         source = Path(requirement[: -len("[agent]")])
         assert (source / "pyproject.toml").is_file() if source.is_dir() else source.suffix == ".whl"
 
