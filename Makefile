@@ -36,7 +36,7 @@ lint: $(STAMP)
 
 # The device side where it really runs: jetfleet[agent] resolves to wheels for cp38/cp310/cp312 on aarch64
 # and x86-64; the device-side tests and a real agent on Python 3.8; a real agent on aarch64 (debootstrap +
-# qemu-user-static, root only: scripts/test-arm64.sh says why it skips, JETFLEET_REQUIRE_ARM64=1 fails instead).
+# qemu-user-static, root only). Each says why it skips where it cannot run; CI sets JETFLEET_REQUIRE_* to fail instead.
 test-device: $(STAMP)
 	$(BIN)/python scripts/check_agent_wheels.py
 	scripts/test-old-python.sh

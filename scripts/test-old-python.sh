@@ -19,10 +19,15 @@ started=$SECONDS
 phase() { echo "== [$((SECONDS - started)) s] $*"; }
 quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }  # this machine's find-links noise
 
-PYTHON_OLD=${PYTHON_OLD:-$("$HOST" scripts/pythons.py 3.8)} || {
-    echo "error: no Python 3.8 here (PATH or pyenv); set PYTHON_OLD to one" >&2
-    exit 1
-}
+if ! PYTHON_OLD=${PYTHON_OLD:-$("$HOST" scripts/pythons.py 3.8 2>/dev/null)}; then
+    # `make test` runs this for everyone; without a 3.8 it says why it skips, CI (JETFLEET_REQUIRE_OLD_PYTHON=1) fails.
+    if [ -n "${JETFLEET_REQUIRE_OLD_PYTHON:-}" ]; then
+        echo "error: no Python 3.8 here (PATH or pyenv); set PYTHON_OLD to one" >&2
+        exit 1
+    fi
+    echo "device side on Python 3.8: SKIPPED (no python3.8 on PATH or under pyenv; set PYTHON_OLD)"
+    exit 0
+fi
 phase "device side on $("$PYTHON_OLD" -V 2>&1) ($PYTHON_OLD)"
 
 rm -rf "$VENV" "$WHEELS"
