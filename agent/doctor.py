@@ -822,7 +822,11 @@ def run_doctor(config: AgentConfig, options: DoctorOptions | None = None, root: 
         check_tensorrt(trt, env, find_tensorrt_bindings(root), release, device, "tensorrt" in config.backends),
         check_cuda(device, cuda_ok, cuda_detail, memory),
         check_onnxruntime(
-            import_report("onnxruntime"), onnxruntime_providers(), device, release, trt.importable and cuda_ok
+            import_report("onnxruntime"),
+            onnxruntime_providers(),
+            device,
+            release,
+            "tensorrt" in config.backends and trt.importable and cuda_ok,
         ),
         check_power_mode(device),
         check_clocks(device, read_clock_state(root) if device.is_jetson else None),

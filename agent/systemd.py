@@ -69,6 +69,7 @@ DEFAULT_USER = "jetfleet"
 GPU_GROUPS = ("video", "render")
 # ProtectHome=yes makes these inaccessible to the service, so a data dir there could never be written.
 _HIDDEN_BY_PROTECT_HOME = (Path("/home"), Path("/root"), Path("/run/user"))
+PIP_FLOOR = "pip>=20.3"  # the first pip that understands manylinux_2_x wheel tags
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
@@ -358,7 +359,10 @@ class VenvPlan:
         if self.target.exists():
             make.append("--clear")  # only reached with force: plan_venv refuses otherwise
         make.append(str(self.target))
-        return [make, [str(self.target / "bin" / "python"), "-m", "pip", "install", self.requirement]]
+        pip = [str(self.target / "bin" / "python"), "-m", "pip"]
+        # JetPack 5's venv brings Ubuntu 20.04's pip 20.0, which predates manylinux_2_x tags (pip 20.3)
+        # and so cannot see onnxruntime's aarch64 wheels: upgrade pip before anything else.
+        return [make, [*pip, "install", "--upgrade", PIP_FLOOR], [*pip, "install", self.requirement]]
 
 
 def running_requirement() -> str:

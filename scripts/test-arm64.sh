@@ -119,7 +119,7 @@ case $REPO in *[[:space:]]*) die "the checkout's path has white space: $REPO" ;;
 mkdir -p "$B"
 # One run at a time in this checkout: a second one waits instead of sharing build/arm64/root.
 exec 9>"$B/lock"
-flock -n 9 || { echo "another scripts/test-arm64.sh holds $B/lock; waiting"; flock 9; }
+flock -n 9 || { echo "another scripts/test-arm64.sh holds $B/lock; waiting"; trap - EXIT; flock 9; trap cleanup EXIT; }
 rm -rf "$B/e2e" # a failed run's controller side, kept for inspection until the next run
 
 # ---------------------------------------------------------------------------- 1. tools and binfmt_misc

@@ -230,6 +230,7 @@ def test_venv_plan_uses_jetpacks_python_with_system_site_packages(tmp_path: Path
     assert (plan.python, plan.system_site_packages, plan.reuse) == ("/usr/bin/python3.10", True, False)
     assert plan.commands() == [
         ["/usr/bin/python3.10", "-m", "venv", "--system-site-packages", target],
+        [f"{target}/bin/python", "-m", "pip", "install", "--upgrade", "pip>=20.3"],
         [f"{target}/bin/python", "-m", "pip", "install", "jetfleet[agent]==0.1.0"],
     ]
     assert plan.exe == f"{target}/bin/jetfleet-agent" and "/usr/lib/python3.10/dist-packages/tensorrt" in plan.reason
