@@ -85,14 +85,13 @@ def cli() -> None:
     "--image-size",
     type=click.IntRange(min=8),
     default=None,
-    help="Resize images to this square size (default: the dataset's own).",
+    help="Resize images to this square size (default: the dataset's own; folders: fitted to the images).",
 )
 @click.option(
     "--channels",
     type=click.Choice(["1", "3"]),
-    default="3",
-    show_default=True,
-    help="Image folders: read as grayscale (1) or RGB (3).",
+    default=None,
+    help="Image folders: read as grayscale (1) or RGB (3) (default: 1 when every image is grayscale).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
@@ -110,8 +109,13 @@ def cli() -> None:
     help="Gradient accumulation steps (effective batch = batch size × this).",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Loader processes for image folders."
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Processes decoding an image folder (once; later runs reuse the cache).",
 )
+@click.option("--skip-bad", is_flag=True, help="Train without unreadable images instead of stopping (they are listed).")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (peak rate for one-cycle).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
@@ -153,6 +157,12 @@ def cli() -> None:
     type=click.IntRange(min=0),
     default=None,
     help="Random crop after this much padding (0 = off; default per dataset).",
+)
+@click.option(
+    "--resized-crop",
+    type=click.FloatRange(min=0, max=1, min_open=False),
+    default=None,
+    help="Random resized crop keeping at least this share of the area, e.g. 0.35 (0 = off; default per dataset).",
 )
 @click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips (default per dataset).")
 @click.option(
@@ -232,18 +242,21 @@ def _train_config(o: dict[str, Any]) -> Any:
         dataset=o["dataset"],
         data_root=str(o["data_root"]),
         image_size=o["image_size"],
-        channels=int(o["channels"]),
+        channels=int(o["channels"]) if o["channels"] else None,
         epochs=o["epochs"],
         batch_size=o["batch_size"],
         accumulate=o["accumulate"],
         workers=o["workers"],
+        skip_bad=o["skip_bad"],
         device=o["device"],
         amp=o["amp"],
         seed=o["seed"],
         optim=OptimConfig(o["optimizer"], o["lr"], o["weight_decay"], o["momentum"], o["nesterov"]),
         schedule=ScheduleConfig(o["scheduler"], o["step_size"], o["gamma"]),
         loss=LossConfig(o["loss"], o["label_smoothing"], o["focal_gamma"]),
-        augment=AugmentOptions(o["augment"], o["crop_padding"], o["hflip"], o["rotation"], o["color_jitter"]),
+        augment=AugmentOptions(
+            o["augment"], o["crop_padding"], o["resized_crop"], o["hflip"], o["rotation"], o["color_jitter"]
+        ),
         early_stopping_patience=o["patience"],
         monitor=o["monitor"],
     )
@@ -283,10 +296,12 @@ def evaluate(
 
 
 def _attach_subcommands() -> None:
+    from jetfleet.controller.data.cli import data
     from jetfleet.controller.fleet.cli import attach
     from jetfleet.controller.registry.cli import models
     from jetfleet.controller.viz.cli import viz
 
+    cli.add_command(data)
     cli.add_command(viz)
     cli.add_command(models)
     attach(cli)

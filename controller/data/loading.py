@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader
 
-from jetfleet.controller.data.splits import FolderSplit, Split, TensorSplit
+from jetfleet.controller.data.splits import Split, TensorSplit
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 (B, C, H, W) images, int64 (B,) targets
 
@@ -25,83 +24,79 @@ def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -
 
 
 class InMemoryLoader:
-    """Yield batches of a :class:`TensorSplit` by slicing a permutation; no workers needed."""
+    """Yield batches of a :class:`TensorSplit` by slicing a permutation; no workers needed.
 
-    def __init__(
-        self, split: TensorSplit, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False
-    ) -> None:
-        self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
-        self.images = split.images.pin_memory() if pin_memory else split.images
-        self.targets = split.targets
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return (len(self.split) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[Batch]:
-        n = len(self.split)
-        if self.shuffle:
-            order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
-            for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield self.images[idx], self.targets[idx]
-        else:
-            for start in range(0, n, self.batch_size):
-                yield self.images[start : start + self.batch_size], self.targets[start : start + self.batch_size]
-
-
-class FolderLoader:
-    """A torch DataLoader over image files whose shuffle is reseeded every epoch."""
+    Under DDP each of ``world`` ranks takes every ``world``-th position of the
+    same seeded permutation, so shards are disjoint and together cover the
+    epoch. A shuffled (training) order is first padded by wrapping around to
+    a multiple of ``world``, as ``DistributedSampler`` does, so every rank
+    runs the same number of steps and no all-reduce waits for a rank that
+    has finished; an unshuffled (evaluation) order is not padded, so metrics
+    count each image once.
+    """
 
     def __init__(
         self,
-        split: FolderSplit,
+        split: TensorSplit,
         batch_size: int,
         shuffle: bool,
         seed: int = 0,
-        workers: int = 2,
         pin_memory: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.workers = workers
-        self.pin_memory = pin_memory
         self.epoch = 0
+        self.rank = rank
+        self.world = world
+        if pin_memory and not split.mapped:
+            split = TensorSplit(split.images.pin_memory(), split.targets, split.rows, split.source)
+        self.pixels = split
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def positions(self) -> torch.Tensor:
+        """This rank's split positions for the current epoch, in the order they are served."""
+        n = len(self.split)
+        order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle else torch.arange(n)
+        if self.world == 1:
+            return order
+        if self.shuffle and n % self.world:
+            order = torch.cat([order, order[: self.world - n % self.world]])
+        return order[self.rank :: self.world]
+
     def __len__(self) -> int:
-        return (len(self.split) + self.batch_size - 1) // self.batch_size
+        n = len(self.split)
+        per_rank = -(-n // self.world) if self.shuffle else len(range(self.rank, n, self.world))
+        return (per_rank + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[Batch]:
-        loader = DataLoader(
-            self.split,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            num_workers=self.workers,
-            pin_memory=self.pin_memory,
-            generator=epoch_generator(self.seed, self.epoch),
-            persistent_workers=False,
-        )
-        yield from loader
+        order = self.positions()
+        contiguous = not self.shuffle and self.world == 1 and not self.split.mapped
+        for start in range(0, len(order), self.batch_size):
+            if contiguous:  # a view, not a gather: evaluation of in-RAM data copies nothing
+                end = start + self.batch_size
+                yield self.pixels.images[start:end], self.split.targets[start:end]
+                continue
+            idx = order[start : start + self.batch_size]
+            yield self.pixels.pixels(idx), self.split.targets[idx]
 
 
-Loader = InMemoryLoader | FolderLoader
+Loader = InMemoryLoader
 
 
 def make_loader(
-    split: Split, batch_size: int, shuffle: bool, seed: int = 0, workers: int = 2, pin_memory: bool = False
+    split: Split,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    pin_memory: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> Loader:
-    """The fastest loader for ``split``: slicing for in-memory data, worker processes for files."""
-    if isinstance(split, TensorSplit):
-        return InMemoryLoader(split, batch_size, shuffle, seed, pin_memory)
-    return FolderLoader(split, batch_size, shuffle, seed, workers, pin_memory)
+    """Batches of ``split`` by slicing a permutation (images in RAM or memory-mapped; no worker processes)."""
+    return InMemoryLoader(split, batch_size, shuffle, seed, pin_memory, rank, world)

@@ -10,33 +10,53 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import Dataset
 
 from jetfleet.common.errors import JetfleetError
 
 
 @dataclass
 class TensorSplit:
-    """A split held in memory as uint8 (N, C, H, W) images and int64 targets.
+    """A split held as uint8 (N, C, H, W) images and int64 targets, in RAM or memory-mapped.
 
-    Small datasets (digits, CIFAR-10: 150 MB) live here so batches are one
-    index operation instead of thousands of Python calls.
+    Small datasets (digits, CIFAR-10: 150 MB, most folders) live in RAM so a
+    batch is one index operation instead of thousands of Python calls. A
+    decoded folder too large for RAM stays memory-mapped (``mapped``): its
+    subsets keep ``rows`` into the shared array instead of copying it.
+    ``source`` names the decoded cache the pixels came from, so the split can
+    be fingerprinted without reading them.
     """
 
     images: torch.Tensor
     targets: torch.Tensor
+    rows: torch.Tensor | None = None  # split position → row of ``images`` (or of the source, when in RAM)
+    source: str | None = None
+    mapped: bool = False
 
     def __len__(self) -> int:
         return len(self.targets)
 
+    def pixels(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The uint8 images at split positions ``index`` (all of them when None)."""
+        if self.mapped:
+            assert self.rows is not None
+            rows = self.rows if index is None else self.rows[index]
+            return self.images[rows]
+        return self.images if index is None else self.images[index]
+
     def fingerprint(self, digest: Any) -> None:
-        """Feed the exact pixels and labels into ``digest`` (a hashlib object)."""
-        digest.update(self.images.contiguous().numpy().tobytes())
+        """Feed the pixels (or the decoded cache key and rows) and the labels into ``digest``."""
+        if self.source is not None and self.rows is not None:
+            digest.update(self.source.encode())
+            digest.update(self.rows.numpy().astype("<i8").tobytes())
+        else:
+            digest.update(self.images.contiguous().numpy().tobytes())
         digest.update(self.targets.numpy().astype("<i8").tobytes())
 
     def subset(self, indices: npt.NDArray[np.int64]) -> TensorSplit:
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return TensorSplit(self.images[idx], self.targets[idx])
+        rows = self.rows[idx] if self.rows is not None else None
+        images = self.images if self.mapped else self.images[idx]
+        return TensorSplit(images, self.targets[idx], rows, self.source, self.mapped)
 
 
 def load_image(path: Path, size: int, channels: int) -> npt.NDArray[np.uint8]:
@@ -61,36 +81,7 @@ def load_image(path: Path, size: int, channels: int) -> npt.NDArray[np.uint8]:
     return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), order="C")  # writable copy
 
 
-class FolderSplit(Dataset[tuple[torch.Tensor, int]]):
-    """A split of image files decoded on demand (in loader workers)."""
-
-    def __init__(self, samples: list[tuple[Path, int]], size: int, channels: int) -> None:
-        self.samples = samples
-        self.size = size
-        self.channels = channels
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, target = self.samples[index]
-        return torch.from_numpy(load_image(path, self.size, self.channels)), target
-
-    def fingerprint(self, digest: Any) -> None:
-        """Feed file names, sizes, modification times and labels into ``digest`` (no pixel reads)."""
-        for path, target in self.samples:
-            st = path.stat()
-            digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0{target}\n".encode())
-
-    def subset(self, indices: npt.NDArray[np.int64]) -> FolderSplit:
-        return FolderSplit([self.samples[i] for i in indices], self.size, self.channels)
-
-    @property
-    def targets(self) -> torch.Tensor:
-        return torch.tensor([t for _, t in self.samples], dtype=torch.long)
-
-
-Split = TensorSplit | FolderSplit
+Split = TensorSplit  # every dataset, folders included once decoded, is a TensorSplit
 
 
 def stratified_split(

@@ -27,18 +27,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.controller.home import jetfleet_home
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers queue this long before "database is locked"
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def jetfleet_home() -> Path:
-    env = os.environ.get("JETFLEET_HOME")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("jetfleet", appauthor=False))
 
 
 def default_db_url(home: Path | None = None) -> str:

@@ -45,13 +45,8 @@ class EvalData:
     normalized: npt.NDArray[np.float32]
 
 
-def _materialize(split: object, limit: int | None, mean: tuple[float, ...], std: tuple[float, ...]) -> EvalData:
-    if isinstance(split, TensorSplit):
-        images, labels = split.images, split.targets
-    else:
-        pairs = [split[i] for i in range(len(split))]  # type: ignore[index, arg-type]
-        images = torch.stack([p[0] for p in pairs])
-        labels = torch.tensor([p[1] for p in pairs])
+def _materialize(split: TensorSplit, limit: int | None, mean: tuple[float, ...], std: tuple[float, ...]) -> EvalData:
+    images, labels = split.pixels(), split.targets
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     x = images.float() / 255
@@ -59,11 +54,11 @@ def _materialize(split: object, limit: int | None, mean: tuple[float, ...], std:
     return EvalData(images.numpy(), labels.numpy().astype(np.int64), norm.numpy().astype(np.float32))
 
 
-def _calibration_split(train: object, n: int) -> object:
+def _calibration_split(train: TensorSplit, n: int) -> TensorSplit:
     """An evenly spread subset of the training split (covers every class in class-sorted data)."""
-    size = len(train)  # type: ignore[arg-type]
+    size = len(train)
     idx = np.linspace(0, size - 1, num=min(n, size)).round().astype(np.int64)
-    return train.subset(np.unique(idx))  # type: ignore[attr-defined]
+    return train.subset(np.unique(idx))
 
 
 def batch1_latency_ms(path: Path, sample: npt.NDArray[np.float32], runs: int = LATENCY_RUNS) -> tuple[float, float]:
@@ -130,7 +125,8 @@ def load_version_data(spec: PreprocessSpec, dataset: str, data_root: Path) -> Ve
     """Load ``dataset`` shaped and normalized the way ``spec`` says."""
     if not dataset:
         raise JetfleetError("this version records no dataset; pass --dataset to score and calibrate it")
-    opts = DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels)
+    # skip_bad: the training run already refused or skipped unreadable files; scoring uses the rest
+    opts = DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels, skip_bad=True)
     bundle = load_dataset(dataset, opts)
     if spec.num_classes and bundle.num_classes != spec.num_classes:
         raise JetfleetError(f"dataset {dataset} has {bundle.num_classes} classes, the model {spec.num_classes}")

@@ -51,6 +51,7 @@ class AugmentOptions:
 
     enabled: bool = True
     crop_padding: int | None = None
+    resized_crop: float | None = None
     hflip: bool | None = None
     rotation: float | None = None
     color_jitter: float | None = None
@@ -62,12 +63,13 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"  # the embedded dataset: works offline
     data_root: str = "data"
-    image_size: int | None = None  # None: the dataset's natural size
-    channels: int = 3  # image folders only; built-in datasets know theirs
+    image_size: int | None = None  # None: the dataset's natural size (folders: fitted to the data)
+    channels: int | None = None  # image folders only: None = 1 when every image is grayscale, else 3
     epochs: int = 10
     batch_size: int | str = 64  # an int, or "auto": the largest that fits the device
     accumulate: int = 1  # gradient accumulation steps: effective batch = batch_size × accumulate
-    workers: int = 2  # loader processes for image-folder datasets (in-memory ones need none)
+    workers: int = 2  # processes decoding an image folder, once per run (or never, once cached)
+    skip_bad: bool = False  # stop on unreadable images (listing them) unless asked to train without them
     device: str = "auto"  # auto: CUDA, then MPS, then CPU
     amp: bool = True  # mixed precision, used only on CUDA
     seed: int = 42  # runs are reproducible unless you change it
@@ -97,6 +99,7 @@ class TrainConfig:
             (self.early_stopping_patience >= 0, "--patience must be 0 (off) or positive"),
             (0 <= self.loss.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
             (self.workers >= 0, "--workers must be 0 or more"),
+            (self.channels in (None, 1, 3), f"--channels must be 1 or 3, got {self.channels}"),
         ]
         bs = self.batch_size
         checks.append(

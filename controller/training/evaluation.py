@@ -27,7 +27,7 @@ class EvalRequest:
     split: str = "test"
     batch_size: int = 256  # no gradients: larger batches are free
     device: str = "auto"
-    workers: int = 2
+    workers: int = 2  # processes decoding an image folder the first time
     expected_model: str | None = None
 
 
@@ -54,12 +54,19 @@ def evaluate_checkpoint(req: EvalRequest, out_dir: Path, console: Console) -> di
     ckpt = load_checkpoint(req.checkpoint)
     spec = preprocess_of(ckpt)
     model = model_from_checkpoint(ckpt, req.expected_model)
-    opts = DataOptions(root=req.data_root, image_size=spec.input_size[0], channels=spec.channels)
+    opts = DataOptions(
+        root=req.data_root,
+        image_size=spec.input_size[0],
+        channels=spec.channels,
+        workers=req.workers,
+        skip_bad=True,  # score what can be read; the files left out are named in the log
+        log=console.print,
+    )
     bundle = load_dataset(req.dataset, opts)
     _check_compatible(ckpt, bundle, req.checkpoint)
     device = select_device(req.device)
     model.to(device)
-    loader = make_loader(getattr(bundle, req.split), req.batch_size, False, workers=req.workers)
+    loader = make_loader(getattr(bundle, req.split), req.batch_size, False)
     output = evaluate(model, loader, build_loss(LossConfig()), BatchPrep(device, spec.mean, spec.std))
     labels = spec.labels or bundle.labels
     report = report_of(output, labels)

@@ -82,6 +82,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"- best epoch: {summary['best_epoch']} ({summary['monitor']} = {summary['best_value']:.4f})",
         f"- parameters: {summary['parameters']:,}; batch size {summary['batch_size']}; device {summary['device']}",
         f"- training time: {summary['train_seconds']:.1f} s",
+        f"- data: {summary.get('data', summary['dataset'])}",
+        f"- augmentation: {summary.get('augment_reason', 'not recorded')}",
         "",
         "| class | precision | recall | F1 | support |",
         "| --- | ---: | ---: | ---: | ---: |",

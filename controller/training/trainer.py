@@ -23,6 +23,7 @@ from jetfleet.common.errors import JetfleetError
 from jetfleet.common.files import atomic_write_text
 from jetfleet.common.version import __version__
 from jetfleet.controller.data import AugmentConfig, BatchAugment, DataOptions, DatasetBundle, load_dataset, make_loader
+from jetfleet.controller.data.defaults import describe_augment
 from jetfleet.controller.data.loading import epoch_generator
 from jetfleet.controller.models import create_model, resolve_model_name
 from jetfleet.controller.training.batch_size import auto_batch_size
@@ -52,21 +53,33 @@ class RunResult:
         return float(self.summary["test_accuracy"])
 
 
-def resolve_augment(options: AugmentOptions, default: AugmentConfig) -> AugmentConfig:
-    """Dataset defaults, overridden field by field by what the user set."""
+def resolve_augment(options: AugmentOptions, default: AugmentConfig, default_reason: str) -> tuple[AugmentConfig, str]:
+    """Dataset defaults, overridden field by field by what the user set; and why that is what runs."""
     if not options.enabled:
-        return AugmentConfig()
+        return AugmentConfig(), "off (--no-augment)"
+    names = [f.name for f in dataclasses.fields(AugmentConfig)]
+    given = [n for n in names if getattr(options, n) is not None]
 
     def pick(name: str) -> Any:
         value = getattr(options, name)
         return getattr(default, name) if value is None else value
 
-    return AugmentConfig(*(pick(f.name) for f in dataclasses.fields(AugmentConfig)))
+    config = AugmentConfig(*(pick(n) for n in names))
+    if not given:
+        return config, default_reason
+    flags = ", ".join("--" + n.replace("_", "-") for n in given)
+    return config, f"{flags} as given, the rest the dataset's default ({default_reason})"
 
 
-def data_options(config: TrainConfig, download: bool = False) -> DataOptions:
+def data_options(config: TrainConfig, console: Console, download: bool = False) -> DataOptions:
     return DataOptions(
-        root=Path(config.data_root), download=download, image_size=config.image_size, channels=config.channels
+        root=Path(config.data_root),
+        download=download,
+        image_size=config.image_size,
+        channels=config.channels,
+        workers=config.workers,
+        skip_bad=config.skip_bad,
+        log=lambda line: console.print(line, highlight=False),
     )
 
 
@@ -95,7 +108,7 @@ class Run:
         self.out_dir = out_dir
         self.console = console
         self.device = select_device(config.device)
-        self.bundle: DatasetBundle = load_dataset(config.dataset, data_options(config, download))
+        self.bundle: DatasetBundle = load_dataset(config.dataset, data_options(config, console, download))
         seed_everything(config.seed)
         self.model_name = resolve_model_name(config.model)
         self.model = create_model(
@@ -106,15 +119,17 @@ class Run:
         )
         self.batch_size = batch_size or self._batch_size()
         self.model.to(self.device)
-        self.augment = resolve_augment(config.augment, self.bundle.default_augment)
+        self.augment, self.augment_reason = resolve_augment(
+            config.augment, self.bundle.default_augment, self.bundle.augment_reason
+        )
         mean, std = self.bundle.mean, self.bundle.std
         self.train_prep = BatchPrep(
             self.device, mean, std, BatchAugment(self.augment) if self.augment.enabled else None
         )
         self.eval_prep = BatchPrep(self.device, mean, std)
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, config.workers, pin)
-        self.val_loader = make_loader(self.bundle.val, self.batch_size, False, config.seed, config.workers, pin)
+        self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, pin)
+        self.val_loader = make_loader(self.bundle.val, self.batch_size, False, config.seed, pin)
         self.criterion = build_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
         maximize = config.monitor == "val_accuracy"
@@ -176,7 +191,7 @@ class Run:
         torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout draws for this epoch
         self.train_loader.set_epoch(epoch)
         gen = epoch_generator(self.config.seed, epoch, self.device)
-        progress.start_epoch(epoch, len(self.train_loader))
+        progress.start_epoch(epoch, len(self.train_loader), len(self.bundle.train), self.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
             self.model,
@@ -234,7 +249,7 @@ class Run:
         """Score the best checkpoint on the test split and write the summary files."""
         best = load_checkpoint(self.out_dir / "best.pt")
         self.model.load_state_dict(best["state_dict"])
-        loader = make_loader(self.bundle.test, self.batch_size, False, workers=self.config.workers)
+        loader = make_loader(self.bundle.test, self.batch_size, False)
         output = evaluate(self.model, loader, self.criterion, self.eval_prep, self.precision)
         report = report_of(output, self.bundle.labels)
         print_report(self.console, report, f"test ({self.bundle.name}, best epoch {self.stopper.best_epoch + 1})")
@@ -264,6 +279,11 @@ class Run:
             "device": str(self.device),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "augment": dataclasses.asdict(self.augment),
+            "augment_reason": self.augment_reason,
+            "data": self.bundle.summary_line,
+            "input_size": self.bundle.input_size,
+            "channels": self.bundle.channels,
+            "decode_seconds": self.bundle.decode_seconds,
             "train_seconds": self.train_seconds,
             "checkpoint": "best.pt",
             "test": test,
@@ -287,6 +307,8 @@ def train(
     prepare_run_dir(out_dir, overwrite)
     write_json(out_dir / "config.json", config.to_dict())
     run = Run(config, out_dir, console, download)
+    console.print(f"data: {run.bundle.summary_line}", highlight=False)
+    console.print(f"augment: {describe_augment(run.augment)}: {run.augment_reason}", highlight=False)
     console.print(
         f"training [bold]{run.model_name}[/] on [bold]{run.bundle.name}[/] "
         f"({len(run.bundle.train)} train / {len(run.bundle.val)} val / {len(run.bundle.test)} test images, "

@@ -124,14 +124,23 @@ def varied_files(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_inputs_equal_the_controllers_for_the_same_files(varied_files: list[Path], channels: int) -> None:
-    """Same decode, same Pillow bilinear resize, same crop, same float32 ops: bit-identical, not just close."""
-    pytest.importorskip("torch")
-    from jetfleet.controller.data.splits import FolderSplit
+def test_inputs_equal_the_controllers_for_the_same_files(
+    varied_files: list[Path], channels: int, tmp_path: Path
+) -> None:
+    """Same decode, same Pillow bilinear resize, same crop, same float32 ops: bit-identical, not just close.
+
+    The controller's side is its training path: the decoded cache, then the registry's materialization.
+    """
+    torch = pytest.importorskip("torch")
+    from jetfleet.controller.data.decoded import decode_images
+    from jetfleet.controller.data.splits import TensorSplit
     from jetfleet.controller.registry.optimize import _materialize
 
     spec = spec_of(16, channels)
-    theirs = _materialize(FolderSplit([(p, 0) for p in varied_files], 16, channels), None, spec.mean, spec.std)
+    decoded = decode_images(varied_files, 16, channels, tmp_path / "cache", log=lambda _line: None)
+    assert not decoded.bad
+    split = TensorSplit(decoded.images, torch.zeros(len(varied_files), dtype=torch.long))
+    theirs = _materialize(split, None, spec.mean, spec.std)
     ours = np.stack([preprocess_file(p, spec) for p in varied_files])
     assert ours.shape == theirs.normalized.shape == (len(varied_files), channels, 16, 16)
     np.testing.assert_array_equal(ours, theirs.normalized)

@@ -75,7 +75,13 @@ def test_train_cifar10_fixture_with_options(cli, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "runs" / "c" / "summary.json").read_text())
     assert summary["model"] == "custom_resnet" and summary["test"]["num_samples"] == 20
-    assert summary["augment"] == {"crop_padding": 4, "hflip": True, "rotation": 0.0, "color_jitter": 0.0}
+    assert summary["augment"] == {
+        "crop_padding": 4,
+        "resized_crop": 0.0,
+        "hflip": True,
+        "rotation": 0.0,
+        "color_jitter": 0.0,
+    }
     assert summary["config"]["model_kwargs"] == {"depth": 8}
 
 

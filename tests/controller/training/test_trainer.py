@@ -194,3 +194,16 @@ def test_training_on_cuda_with_amp_gives_a_checkpoint_the_cpu_loads(tmp_path: Pa
     tensors = [v for v in raw["state_dict"].values() if isinstance(v, torch.Tensor)]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
     assert load_checkpoint(result.out_dir / "best.pt")["model"] == "basic_cnn"
+
+
+def test_progress_lines_in_logs_within_an_epoch(tmp_path: Path) -> None:
+    from jetfleet.controller.training.progress import TrainProgress
+
+    out = io.StringIO()
+    progress = TrainProgress(Console(file=out, width=200), epochs=2, log_interval_s=0.0)
+    progress.start_epoch(0, batches=10, images=640, batch_size=64)
+    for i in range(10):
+        progress.batch(i, torch.tensor(0.5))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("epoch 1: 640/640 images (100%)")
+    assert "images/s" in lines[0] and "ETA" in lines[0] and "loss 0.5000" in lines[0]
