@@ -18,7 +18,19 @@ What is measured
       with ``num_workers=0`` and the default collate, then the bare loop's
       step. This is what ``TensorSplit`` + ``BatchPrep`` were built to avoid.
 
-Why two workloads
+Why three workloads
+    ``digits-folder`` is what most users bring: the embedded digits written
+    as 28×28 grayscale PNGs in ``train/<class>/`` and ``val/<class>/``
+    (``controller/data/samples.py``), loaded as ``folder:PATH`` with no
+    flags, so its size, channels and augmentation are the data-derived
+    defaults. The time to decode it (once, cold cache) and to load it again
+    (warm cache) is printed apart from the epochs. On it the benchmark also
+    trains for real, ``jetfleet train``'s run with no flags against a plain
+    40-line PyTorch loop (torchvision ``ImageFolder``, ``DataLoader`` with 2
+    workers, Adam, 10 epochs, the same ``basic_cnn``) and prints both
+    accuracies on ``val/`` and both images/s: the target is to be within 0.5
+    point of the plain loop and at least 0.9× its throughput.
+
     ``digits`` (8×8 grayscale, 1,257 training images) is so small that the
     per-batch Python and dispatcher overhead is a large share of each step,
     which is the worst case for any loop with extra bookkeeping. A synthetic
@@ -40,8 +52,9 @@ How it is measured
     slow drift in background load better than a ratio of medians.
 
 Target
-    The jetfleet loop should keep at least 0.85 of the bare loop's
-    throughput on each workload. The verdict is printed; the exit status is
+    The jetfleet loop should keep at least 0.9 of the bare loop's throughput
+    on the folder workload and 0.85 on the other two (8×8 digits are so
+    small that fixed per-batch costs weigh more). The verdict is printed; the exit status is
     0 either way unless ``--strict`` is given, because shared 2-core machines
     are noisy.
 
@@ -55,11 +68,15 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,8 +85,16 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from jetfleet.controller.data import AugmentConfig, BatchAugment, epoch_generator, load_dataset, make_loader
+from jetfleet.controller.data import (
+    AugmentConfig,
+    BatchAugment,
+    DataOptions,
+    epoch_generator,
+    load_dataset,
+    make_loader,
+)
 from jetfleet.controller.data.datasets import CIFAR10_MEAN, CIFAR10_STD
+from jetfleet.controller.data.samples import write_digits_folder
 from jetfleet.controller.data.splits import TensorSplit
 from jetfleet.controller.models import create_model
 from jetfleet.controller.training.config import LossConfig, OptimConfig, ScheduleConfig
@@ -79,6 +104,10 @@ from jetfleet.controller.training.optim import Schedule, build_optimizer
 from jetfleet.controller.training.progress import TrainProgress
 
 TARGET = 0.85  # the jetfleet loop keeps at least this share of the bare loop's images/s
+FOLDER_TARGET = 0.9  # on the folder workload, the issue's floor
+ACCURACY_MARGIN = 0.005  # jetfleet's default run is within half a point of the plain loop
+FOLDER_SIZE = 28  # the digits folder: 28×28 grayscale PNGs, like scanned digits
+ACCURACY_EPOCHS = 10
 BATCH_SIZE = 64  # TrainConfig's default
 SEED = 42  # TrainConfig's default
 NUM_CLASSES = 10
@@ -93,12 +122,16 @@ class Settings:
     """How much to run; ``--quick`` trades precision for time."""
 
     digits_rounds: int  # timed epochs per variant on digits (an epoch is ~20 batches)
+    folder_rounds: int  # timed epochs per variant on the digits folder
+    accuracy_epochs: int  # epochs of the jetfleet-vs-plain accuracy comparison
     cifar_rounds: int  # timed epochs per variant on the CIFAR-shaped split
     cifar_images: int  # size of the synthetic CIFAR-shaped training split
 
 
-DEFAULT = Settings(digits_rounds=9, cifar_rounds=5, cifar_images=1_280)
-QUICK = Settings(digits_rounds=3, cifar_rounds=2, cifar_images=320)
+DEFAULT = Settings(
+    digits_rounds=9, folder_rounds=5, accuracy_epochs=ACCURACY_EPOCHS, cifar_rounds=5, cifar_images=1_280
+)
+QUICK = Settings(digits_rounds=3, folder_rounds=2, accuracy_epochs=3, cifar_rounds=2, cifar_images=320)
 
 
 @dataclass(frozen=True)
@@ -145,6 +178,30 @@ def digits_workload() -> Workload:
     bundle = load_dataset("digits")
     assert isinstance(bundle.train, TensorSplit)
     return Workload("digits", bundle.train, bundle.mean, bundle.std, None)
+
+
+@dataclass(frozen=True)
+class FolderLoad:
+    """Seconds to load the digits folder: decoding every PNG (cold cache), then from the cache (warm)."""
+
+    images: int
+    cold_s: float
+    warm_s: float
+
+
+def folder_workload(root: Path) -> tuple[Workload, FolderLoad, AugmentConfig]:
+    """The embedded digits as 28×28 grayscale PNG folders, loaded as ``folder:`` with no flags."""
+    write_digits_folder(root, FOLDER_SIZE)
+    name, opts = f"folder:{root}", DataOptions(log=lambda _line: None)
+    started = time.perf_counter()
+    bundle = load_dataset(name, opts)
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    load_dataset(name, opts)
+    warm = time.perf_counter() - started
+    images = len(bundle.train) + len(bundle.val) + len(bundle.test)
+    work = Workload("digits-folder", bundle.train, bundle.mean, bundle.std, bundle.default_augment)
+    return work, FolderLoad(images, cold, warm), bundle.default_augment
 
 
 def cifar_shaped_workload(images: int) -> Workload:
@@ -333,20 +390,90 @@ def results_table(rows: list[Row]) -> Table:
     return table
 
 
+def mark(passed: bool) -> str:
+    return "[green]PASS[/]" if passed else "[red]FAIL[/]"
+
+
 def verdicts(console: Console, rows: list[Row]) -> bool:
     """Print the target check and the gain over the naive loader; True when every workload passes."""
     ok = True
     for workload in dict.fromkeys(r.workload for r in rows):
         by_name = {r.variant: r for r in rows if r.workload == workload}
         real, naive = by_name[JETFLEET], by_name[NAIVE]
-        passed = real.vs_bare >= TARGET
+        target = FOLDER_TARGET if workload == "digits-folder" else TARGET
+        passed = real.vs_bare >= target
         ok &= passed
-        mark = "[green]PASS[/]" if passed else "[red]FAIL[/]"
         console.print(
-            f"{workload}: jetfleet loop {real.vs_bare:.2f}× bare (target ≥ {TARGET:.2f}) {mark}, "
+            f"{workload}: jetfleet loop {real.vs_bare:.2f}× bare (target ≥ {target:.2f}) {mark(passed)}, "
             f"{real.median / naive.median:.2f}× naive"
         )
     return ok
+
+
+# -- the folder workload end to end: jetfleet train with no flags vs a plain PyTorch loop ----
+
+
+@dataclass(frozen=True)
+class Trained:
+    accuracy: float  # on val/, the folder's held-out split
+    images_per_second: float  # median over the epochs after the first
+
+
+def plain_pytorch_loop(root: Path, epochs: int, device: torch.device) -> Trained:
+    """The 40-line loop a user writes first: ImageFolder, ToTensor, Normalize, DataLoader, Adam."""
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.Grayscale(), transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    train_set, val_set = datasets.ImageFolder(root / "train", tf), datasets.ImageFolder(root / "val", tf)
+    torch.manual_seed(SEED)
+    model = create_model(MODEL, num_classes=len(train_set.classes), in_channels=1).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, num_workers=2)
+    rates = []
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        for x, y in loader:
+            sgd_step(model, optimizer, criterion, x.to(device), y.to(device))
+        synchronize(device)
+        rates.append(len(train_set) / (time.perf_counter() - start))
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in DataLoader(val_set, batch_size=256, num_workers=2):
+            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+    return Trained(correct / len(val_set), statistics.median(rates[1:] or rates))
+
+
+def jetfleet_default_run(root: Path, epochs: int, device: torch.device, out: Path) -> Trained:
+    """``jetfleet train --dataset folder:ROOT --epochs N`` and nothing else (registration aside)."""
+    from jetfleet.controller.training.config import TrainConfig
+    from jetfleet.controller.training.trainer import train
+
+    config = TrainConfig(dataset=f"folder:{root}", epochs=epochs, device=str(device))
+    result = train(config, out, Console(file=io.StringIO()))
+    rates = [row["images_per_second"] for row in json.loads((out / "history.json").read_text())]
+    return Trained(result.test_accuracy, statistics.median(rates[1:] or rates))
+
+
+def accuracy_verdict(console: Console, ours: Trained, plain: Trained, epochs: int) -> bool:
+    close = ours.accuracy >= plain.accuracy - ACCURACY_MARGIN
+    fast = ours.images_per_second >= FOLDER_TARGET * plain.images_per_second
+    if epochs != ACCURACY_EPOCHS:  # --quick: too few epochs for either loop to converge
+        console.print(
+            f"digits-folder, {epochs} epochs (informational; the target is set at {ACCURACY_EPOCHS}): jetfleet "
+            f"{ours.accuracy:.2%} vs plain loop {plain.accuracy:.2%}; "
+            f"{ours.images_per_second:,.0f} vs {plain.images_per_second:,.0f} img/s after the first epoch"
+        )
+        return True
+    console.print(
+        f"digits-folder, {epochs} epochs, no flags: jetfleet {ours.accuracy:.2%} vs plain loop {plain.accuracy:.2%} "
+        f"(target ≥ plain - {ACCURACY_MARGIN * 100:.1f} pt) {mark(close)}; "
+        f"{ours.images_per_second:,.0f} vs {plain.images_per_second:,.0f} img/s after the first epoch = "
+        f"{ours.images_per_second / plain.images_per_second:.2f}× (target ≥ {FOLDER_TARGET}) {mark(fast)}"
+    )
+    return close and fast
 
 
 def noise_note(console: Console, rows: list[Row]) -> None:
@@ -363,7 +490,8 @@ def noise_note(console: Console, rows: list[Row]) -> None:
 def header(console: Console, device: torch.device, settings: Settings, workloads: list[Workload]) -> None:
     console.print(
         f"torch {torch.__version__} on {device}, threads: {torch.get_num_threads()}; "
-        f"rounds: digits {settings.digits_rounds}, cifar-shaped {settings.cifar_rounds}"
+        f"rounds: digits {settings.digits_rounds}, digits-folder {settings.folder_rounds}, "
+        f"cifar-shaped {settings.cifar_rounds}"
     )
     for work in workloads:
         console.print(f"  {work.describe()}")
@@ -382,16 +510,28 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else DEFAULT
     device = select_device(args.device)
     console = Console()
-    workloads = [digits_workload(), cifar_shaped_workload(settings.cifar_images)]
-    header(console, device, settings, workloads)
-    started = time.perf_counter()
-    rows: list[Row] = []
-    for work, rounds in zip(workloads, (settings.digits_rounds, settings.cifar_rounds), strict=True):
-        variants = variants_for(work, device)
-        measure(variants, rounds, device)
-        rows.extend(rows_of(work.name, variants))
-    console.print(results_table(rows))
-    ok = verdicts(console, rows)
+    with tempfile.TemporaryDirectory(prefix="jetfleet-bench-") as tmp:
+        os.environ["JETFLEET_HOME"] = tmp  # the decoded cache and the run stay out of the user's home
+        root = Path(tmp) / "digits-folder"
+        folder, load, _ = folder_workload(root)
+        workloads = [digits_workload(), folder, cifar_shaped_workload(settings.cifar_images)]
+        header(console, device, settings, workloads)
+        console.print(
+            f"digits-folder: decoding {load.images:,} PNGs took {load.cold_s:.2f} s (cold cache, 2 processes); "
+            f"loading again from the cache {load.warm_s:.2f} s"
+        )
+        started = time.perf_counter()
+        rows: list[Row] = []
+        rounds = (settings.digits_rounds, settings.folder_rounds, settings.cifar_rounds)
+        for work, n in zip(workloads, rounds, strict=True):
+            variants = variants_for(work, device)
+            measure(variants, n, device)
+            rows.extend(rows_of(work.name, variants))
+        console.print(results_table(rows))
+        ok = verdicts(console, rows)
+        ours = jetfleet_default_run(root, settings.accuracy_epochs, device, Path(tmp) / "run")
+        plain = plain_pytorch_loop(root, settings.accuracy_epochs, device)
+        ok &= accuracy_verdict(console, ours, plain, settings.accuracy_epochs)
     noise_note(console, rows)
     console.print(f"[dim]took {time.perf_counter() - started:.0f} s[/]")
     return 1 if args.strict and not ok else 0
