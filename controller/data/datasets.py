@@ -108,11 +108,20 @@ class DatasetBundle:
         )
 
 
+STATS_CHUNK = 256  # images converted to float64 at a time: bounded memory at 224 px (~300 MB)
+
+
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std of uint8 (N, C, H, W) images scaled to [0, 1]."""
-    x = images.double().div(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    """Per-channel mean/std of uint8 (N, C, H, W) images scaled to [0, 1], a chunk at a time."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(STATS_CHUNK):
+        x = chunk.double().div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = ((squares - n * mean.square()) / max(n - 1, 1)).clamp_min(0).sqrt().clamp_min(1e-3)
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
@@ -319,10 +328,22 @@ def _decode_scan(scan: FolderScan, size: int, channels: int, opts: DataOptions) 
     return decoded, split
 
 
-def _good_rows(scan: FolderScan, decoded: Decoded, opts: DataOptions, bad: list[tuple[Path, str]]) -> np.ndarray:
-    """Rows to keep; the unreadable ones are added to ``bad``."""
-    bad.extend((scan.samples[row][0], why) for row, why in sorted(decoded.bad.items()))
-    return np.asarray([i for i in range(len(scan.samples)) if i not in decoded.bad], dtype=np.int64)
+def _without_bad(split: TensorSplit, decoded: Decoded) -> TensorSplit:
+    """``split`` minus the rows that failed to decode.
+
+    Splits are cut over every listed file first and the bad rows dropped
+    after, so a file that breaks (or is fixed) never moves another file into
+    a different split: the test set stays the test set.
+    """
+    if not decoded.bad:
+        return split
+    assert split.rows is not None
+    keep = [i for i, row in enumerate(split.rows.tolist()) if row not in decoded.bad]
+    return split.subset(np.asarray(keep, dtype=np.int64))
+
+
+def _bad_of(scan: FolderScan, decoded: Decoded) -> list[tuple[Path, str]]:
+    return [(scan.samples[row][0], why) for row, why in sorted(decoded.bad.items())]
 
 
 def _folder_stats(split: TensorSplit) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -357,17 +378,19 @@ def load_folders(name: str, opts: DataOptions) -> DatasetBundle:
         "size given" if opts.image_size else defaults.size_reason,
         "channels given" if opts.channels else defaults.channels_reason,
     ]
-    bad: list[tuple[Path, str]] = []
     decoded, full = _decode_scan(train_scan, size, channels, opts)
-    full = full.subset(_good_rows(train_scan, decoded, opts, bad))
-    seconds = decoded.seconds
+    bad, seconds = _bad_of(train_scan, decoded), decoded.seconds
     if test_scan is not None:
         test_decoded, test = _decode_scan(test_scan, size, channels, opts)
-        test = test.subset(_good_rows(test_scan, test_decoded, opts, bad))
+        bad += _bad_of(test_scan, test_decoded)
         seconds += test_decoded.seconds
+        test = _without_bad(test, test_decoded)
         train, val = _train_val(full, full.targets.numpy(), opts)
     else:
         train, val, test = _three_way(full, full.targets.numpy(), opts)
+        test = _without_bad(test, decoded)
+    train, val = _without_bad(train, decoded), _without_bad(val, decoded)
+    del full, decoded  # the splits hold what they need; drop the whole decoded array before training
     if bad and not opts.skip_bad:
         raise _bad_files_error(bad)
     if bad:

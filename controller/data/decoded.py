@@ -176,6 +176,8 @@ def _build_entry(
     cache_dir: Path, key: str, paths: Sequence[Path], size: int, channels: int, workers: int, log: Log
 ) -> tuple[dict[int, str], float]:
     array, meta_path = _entry(cache_dir, key)
+    for leftover in cache_dir.glob(f".{array.stem}.*.tmp.npy"):  # a killed build's; we hold the key's lock
+        leftover.unlink(missing_ok=True)
     tmp = array.with_name(f".{array.stem}.{os.getpid()}.tmp.npy")
     started = time.perf_counter()
     log(f"decoding {len(paths):,} images at {size}×{size}×{channels} on {max(1, workers)} process(es) → {array}")

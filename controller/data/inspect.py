@@ -25,12 +25,13 @@ from jetfleet.controller.data.datasets import (
     SPLIT_SEED,
     DataOptions,
     FolderLayout,
+    folder_defaults,
     folder_layout,
     load_dataset,
     scan_layout,
     summary_line,
 )
-from jetfleet.controller.data.defaults import choose_defaults, default_augment, describe_augment
+from jetfleet.controller.data.defaults import default_augment, describe_augment
 from jetfleet.controller.data.pool import chunked, parallel_map
 from jetfleet.controller.data.scan import IMAGE_ERRORS, FileInfo, FolderScan, describe_error, summarize_sizes
 from jetfleet.controller.data.splits import stratified_split
@@ -164,7 +165,7 @@ def inspect_folders(name: str, opts: DataOptions) -> InspectReport:
     all_paths = [p for paths in by_split.values() for p in paths]
     checked = dict(zip(all_paths, check_files(all_paths, opts.workers, opts.log), strict=True))
     readable = [info for _, info in checked.values() if info.error is None]
-    defaults = choose_defaults([checked[p][1] for p, _ in train.samples if checked[p][1].error is None] or readable)
+    defaults = folder_defaults(train)  # from the headers, exactly as train chooses
     size, channels = opts.image_size or defaults.image_size, opts.channels or defaults.channels
     augment, why = default_augment(size)
     root = layout.train.parent if layout.test is not None else layout.train

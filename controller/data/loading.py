@@ -66,7 +66,8 @@ class InMemoryLoader:
         if self.world == 1:
             return order
         if self.shuffle and n % self.world:
-            order = torch.cat([order, order[: self.world - n % self.world]])
+            pad = self.world - n % self.world
+            order = torch.cat([order, order.repeat(-(-pad // n))[:pad]])  # n < pad is possible: repeat
         return order[self.rank :: self.world]
 
     def __len__(self) -> int:

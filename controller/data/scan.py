@@ -102,7 +102,14 @@ def _class_dirs(root: Path) -> list[Path]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files under ``folder``, leaving out hidden ones (macOS ``._x.png``, ``.ipynb_checkpoints/``)."""
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.is_file()
+        and f.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    )
 
 
 def list_folder(root: Path, labels: tuple[str, ...] | None = None) -> FolderScan:

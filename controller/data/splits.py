@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from jetfleet.common.errors import JetfleetError
+from jetfleet.controller.data.scan import IMAGE_ERRORS, describe_error
 
 
 @dataclass
@@ -76,8 +77,8 @@ def load_image(path: Path, size: int, channels: int) -> npt.NDArray[np.uint8]:
             img = img.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - size) // 2, (nh - size) // 2
             arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise JetfleetError(f"cannot read image {path}: {exc}") from exc
+    except IMAGE_ERRORS as exc:
+        raise JetfleetError(f"cannot read image {path}: {describe_error(exc)}") from exc
     return np.array(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1), order="C")  # writable copy
 
 

@@ -46,9 +46,11 @@ class EvalData:
 
 
 def _materialize(split: TensorSplit, limit: int | None, mean: tuple[float, ...], std: tuple[float, ...]) -> EvalData:
-    images, labels = split.pixels(), split.targets
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    if limit is not None and limit < len(split):
+        first = torch.arange(limit)
+        images, labels = split.pixels(first), split.targets[:limit]
+    else:
+        images, labels = split.pixels(), split.targets
     x = images.float() / 255
     norm = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     return EvalData(images.numpy(), labels.numpy().astype(np.int64), norm.numpy().astype(np.float32))
@@ -121,12 +123,12 @@ class VersionData:
     labels: list[str]
 
 
-def load_version_data(spec: PreprocessSpec, dataset: str, data_root: Path) -> VersionData:
+def load_version_data(spec: PreprocessSpec, dataset: str, data_root: Path, log: Log = print) -> VersionData:
     """Load ``dataset`` shaped and normalized the way ``spec`` says."""
     if not dataset:
         raise JetfleetError("this version records no dataset; pass --dataset to score and calibrate it")
     # skip_bad: the training run already refused or skipped unreadable files; scoring uses the rest
-    opts = DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels, skip_bad=True)
+    opts = DataOptions(root=data_root, image_size=spec.input_size[0], channels=spec.channels, skip_bad=True, log=log)
     bundle = load_dataset(dataset, opts)
     if spec.num_classes and bundle.num_classes != spec.num_classes:
         raise JetfleetError(f"dataset {dataset} has {bundle.num_classes} classes, the model {spec.num_classes}")
@@ -149,7 +151,7 @@ def export_version(
     registry.blobs.verify(ckpt_art.sha256)
     ckpt = load_checkpoint(registry.blob_path(ckpt_art.sha256))
     model, spec = model_from_checkpoint(ckpt), preprocess_of(ckpt)
-    data = load_version_data(spec, dataset or info.dataset, data_root)
+    data = load_version_data(spec, dataset or info.dataset, data_root, log)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         log(f"{info.ref}: exporting ONNX (opset {OPSET}) and checking parity with torch")
@@ -194,7 +196,7 @@ def quantize_version(
         raise JetfleetError(f"unknown precision {', '.join(sorted(unknown))}; choose from {', '.join(PRECISIONS)}")
     registry.blobs.verify(fp32_art.sha256)
     spec = PreprocessSpec.from_dict(info.preprocess)
-    data = load_version_data(spec, dataset or info.dataset, data_root)
+    data = load_version_data(spec, dataset or info.dataset, data_root, log)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         fp32 = registry.blobs.copy_to(fp32_art.sha256, work / "fp32.onnx")

@@ -163,6 +163,7 @@ class Run:
             "preprocess": self.bundle.preprocess_spec().to_dict(),
             "config": self.config.to_dict(),
             "dataset": self.bundle.name,
+            "augment": dataclasses.asdict(self.augment),  # as resolved: resume must not re-derive it
             "epoch": epoch,
             "batch_size": self.batch_size,
             "optimizer": self.optimizer.state_dict(),
@@ -317,6 +318,25 @@ def train(
     return _execute(run)
 
 
+def pinned_to_checkpoint(config: TrainConfig, ckpt: dict[str, Any]) -> TrainConfig:
+    """The config with what the data decided at the start (size, channels, augmentation) fixed.
+
+    Defaults derived from the data could come out differently if the folder
+    changed since, or an older jetfleet derived them otherwise; a resumed run
+    must go on with the model's own input shape and the augmentation it started with.
+    """
+    spec = ckpt.get("preprocess") or {}
+    changes: dict[str, Any] = {}
+    if config.image_size is None and spec.get("input_size"):
+        changes["image_size"] = int(spec["input_size"][0])
+    if config.channels is None and spec.get("channels"):
+        changes["channels"] = int(spec["channels"])
+    if isinstance(ckpt.get("augment"), dict):
+        known = {f.name for f in dataclasses.fields(AugmentOptions)}
+        changes["augment"] = AugmentOptions(**{k: v for k, v in ckpt["augment"].items() if k in known})
+    return dataclasses.replace(config, **changes)
+
+
 def resume(path: Path, console: Console | None = None, epochs: int | None = None) -> RunResult:
     """Continue the run at ``path`` (a run directory or its ``last.pt``), optionally to more epochs."""
     console = console or Console()
@@ -324,7 +344,7 @@ def resume(path: Path, console: Console | None = None, epochs: int | None = None
     ckpt = load_checkpoint(ckpt_path)
     if "optimizer" not in ckpt or "config" not in ckpt:
         raise JetfleetError(f"{ckpt_path} holds weights only, not a resumable training state")
-    config = TrainConfig.from_dict(ckpt["config"])
+    config = pinned_to_checkpoint(TrainConfig.from_dict(ckpt["config"]), ckpt)
     if epochs is not None:
         config = config.with_epochs(epochs)
     out_dir = ckpt_path.parent

@@ -87,3 +87,20 @@ def test_skip_bad_trains_without_the_unreadable_files(tmp_path: Path) -> None:
     b = load_dataset(f"folder:{tmp_path / 'ds'}", DataOptions(skip_bad=True, log=lines.append))
     assert len(b.train) + len(b.val) + len(b.test) == 18
     assert any("--skip-bad: training without 2" in line for line in lines)
+
+
+def test_hidden_files_are_not_images(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "ds", per_class=4)
+    (tmp_path / "ds" / "cat" / "._0.png").write_bytes(b"AppleDouble")
+    (tmp_path / "ds" / "dog" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "ds" / "dog" / ".ipynb_checkpoints" / "x.png").write_bytes(b"")
+    b = load_dataset(f"folder:{tmp_path / 'ds'}")
+    assert len(b.train) + len(b.val) + len(b.test) == 12
+
+
+def test_a_decompression_bomb_is_an_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_folder(tmp_path / "ds", per_class=4)
+    Image.new("RGB", (60, 60)).save(tmp_path / "ds" / "cat" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels is now beyond twice the limit: a "bomb"
+    with pytest.raises(JetfleetError, match=r"1 unreadable image\(s\): .*big\.png .*decompression bomb"):
+        load_dataset(f"folder:{tmp_path / 'ds'}", DataOptions(workers=0, image_size=8))

@@ -69,3 +69,21 @@ def test_cli_json_and_tables(cli, tmp_path: Path) -> None:
     assert isinstance(doc["splits"][0]["images"], int) and doc["sizes"]["modes"] == {"L": 1797}
     text = cli("data", "inspect", f"folder:{tmp_path / 'digits'}")
     assert "train would use: input 16×16×1" in text.stdout and "imbalance" in text.stdout
+
+
+def test_inspect_and_training_cut_the_same_splits_even_with_a_bad_file(tmp_path: Path) -> None:
+    from jetfleet.controller.data import load_dataset
+    from jetfleet.controller.data.scan import list_folder
+
+    root = write_image_folder(tmp_path / "pets", per_class=10)
+    broken = root / "dog" / "broken.png"
+    broken.write_bytes(b"not a png")
+    report = inspect_dataset(f"folder:{root}", DataOptions())
+    bundle = load_dataset(f"folder:{root}", DataOptions(skip_bad=True))
+    paths = [p for p, _ in list_folder(root).samples]
+    for counts, split in zip(report.splits, (bundle.train, bundle.val, bundle.test), strict=True):
+        trained_on = {paths[r] for r in split.rows.tolist()}
+        assert counts.images - len(trained_on) in (0, 1)  # inspect counts the broken file, training drops it
+    broken.write_bytes((root / "dog" / next(p.name for p in (root / "dog").glob("*.png") if p != broken)).read_bytes())
+    fixed = load_dataset(f"folder:{root}", DataOptions())
+    assert set(bundle.test.rows.tolist()) <= set(fixed.test.rows.tolist())  # fixing a file moves nothing

@@ -77,3 +77,8 @@ def test_unshuffled_shards_count_every_image_once() -> None:
     loaders = [make_loader(_split(51), 8, False, rank=r, world=2) for r in range(2)]
     ys = sorted(torch.cat([y for loader in loaders for _, y in loader]).tolist())
     assert ys == list(range(51)) and [len(loader) for loader in loaders] == [4, 4]
+
+
+def test_fewer_images_than_ranks_still_gives_every_rank_a_batch() -> None:
+    loaders = [make_loader(_split(1), 8, True, rank=r, world=4) for r in range(4)]
+    assert [len(list(loader)) for loader in loaders] == [1, 1, 1, 1] == [len(loader) for loader in loaders]

@@ -207,3 +207,16 @@ def test_progress_lines_in_logs_within_an_epoch(tmp_path: Path) -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 10 and lines[-1].startswith("epoch 1: 640/640 images (100%)")
     assert "images/s" in lines[0] and "ETA" in lines[0] and "loss 0.5000" in lines[0]
+
+
+def test_resume_keeps_the_size_channels_and_augmentation_the_run_started_with() -> None:
+    from jetfleet.controller.training.trainer import pinned_to_checkpoint
+
+    ckpt = {
+        "preprocess": {"input_size": [64, 64], "channels": 3},
+        "augment": {"crop_padding": 8, "resized_crop": 0.0, "hflip": True, "rotation": 0.0, "color_jitter": 0.2},
+    }
+    pinned = pinned_to_checkpoint(TrainConfig(dataset="folder:x"), ckpt)
+    assert (pinned.image_size, pinned.channels) == (64, 3)
+    assert pinned.augment.hflip is True and pinned.augment.color_jitter == 0.2
+    assert pinned_to_checkpoint(TrainConfig(image_size=32, channels=1), ckpt).image_size == 32  # given stays given
