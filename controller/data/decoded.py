@@ -65,7 +65,8 @@ def cache_key(paths: Sequence[Path], size: int, channels: int) -> str:
     digest = hashlib.sha256(f"jetfleet-decoded v{RECIPE_VERSION} {size} {channels}\n".encode())
     for path in paths:
         st = path.stat()
-        digest.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # abspath, not resolve(): no syscall per file (resolve() alone costs ~55 s over ImageNet's 1.28 M)
+        digest.update(f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
