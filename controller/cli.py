@@ -200,10 +200,37 @@ def cli() -> None:
     show_default=True,
     help="After registering, export ONNX FP32/FP16/INT8 variants.",
 )
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train data-parallel on N processes (torch's elastic launcher): gloo on CPU, NCCL on CUDA.",
+)
+@click.option("--nnodes", default="1", show_default=True, help="Machines in a distributed run (with --rdzv-endpoint).")
+@click.option("--rdzv-endpoint", default=None, help="HOST:PORT where the machines of a multi-node run meet.")
+@click.option(
+    "--rdzv-timeout", type=click.IntRange(min=1), default=300, show_default=True, help="Seconds to wait for them."
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Restart every rank this many times after a failure; a restart resumes from last.pt.",
+)
+@click.option("--sync-bn/--no-sync-bn", default=True, show_default=True, help="DDP on CUDA: SyncBatchNorm.")
 def train(**opts: Any) -> None:
     """Train a model and write checkpoints, curves, metrics and a summary to a run directory."""
+    import os
+
     from jetfleet.controller.training import trainer
 
+    if opts["nproc_per_node"] and "LOCAL_RANK" not in os.environ:
+        _launch_distributed(opts)
+        return
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if restarted and opts["out"] is not None and (opts["out"] / "last.pt").is_file() and opts["resume"] is None:
+        opts["resume"] = opts["out"]  # the launcher restarted this rank: go on from the last epoch
     if opts["resume"] is not None:
         epochs_given = click.get_current_context().get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT
         result = trainer.resume(opts["resume"], console, epochs=opts["epochs"] if epochs_given else None)
@@ -211,6 +238,8 @@ def train(**opts: Any) -> None:
         config = _train_config(opts)
         out = opts["out"] or Path("runs") / f"{config.model}-{_slug(config.dataset)}-{datetime.now():%Y%m%d-%H%M%S}"
         result = trainer.train(config, out, console, overwrite=opts["overwrite"], download=opts["download"])
+    if result is None:  # a DDP rank other than 0: rank 0 reports and registers
+        return
     console.print(
         f"test accuracy {result.test_accuracy:.2%}; report written to [bold]{result.out_dir / 'summary.md'}[/]"
     )
@@ -226,6 +255,54 @@ def train(**opts: Any) -> None:
 
             optimize_version(registry, info.ref, Path(info.config.get("data_root", "data")), log=console.print)
         console.print(f"see `jetfleet models show {info.ref}`")
+
+
+LAUNCHER_OPTIONS = ("--nproc-per-node", "--nnodes", "--rdzv-endpoint", "--rdzv-timeout", "--max-restarts", "--out")
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """The ``train`` arguments of ``argv`` without the launcher's own options (and without ``--out``)."""
+    args = argv[argv.index("train") + 1 :] if "train" in argv else list(argv)
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in LAUNCHER_OPTIONS:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def _launch_distributed(opts: dict[str, Any]) -> None:
+    """Start ``--nproc-per-node`` workers through torch's elastic launcher, in this process."""
+    import sys
+
+    from jetfleet.controller.training import distributed
+
+    if opts["resume"] is not None:
+        out = Path(opts["resume"])
+        out = out.parent if out.suffix == ".pt" else out
+    else:
+        stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+        out = opts["out"] or Path("runs") / f"{opts['model']}-{_slug(opts['dataset'])}-{stamp}"
+    warning = distributed.oversubscription_warning(opts["nproc_per_node"], opts["device"])
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    args = distributed.launcher_args(
+        [*worker_argv(sys.argv), "--out", str(out)],
+        opts["nproc_per_node"],
+        opts["nnodes"],
+        opts["rdzv_endpoint"],
+        opts["rdzv_timeout"],
+        opts["max_restarts"],
+    )
+    console.print(f"launching {opts['nproc_per_node']} process(es) per node: torchrun {' '.join(args)}")
+    distributed.launch(args)
+    console.print(f"distributed run finished: [bold]{out}[/]")
 
 
 def _slug(dataset: str) -> str:
@@ -259,6 +336,7 @@ def _train_config(o: dict[str, Any]) -> Any:
         ),
         early_stopping_patience=o["patience"],
         monitor=o["monitor"],
+        sync_bn=o["sync_bn"],
     )
 
 

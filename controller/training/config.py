@@ -73,6 +73,7 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA, then MPS, then CPU
     amp: bool = True  # mixed precision, used only on CUDA
     seed: int = 42  # runs are reproducible unless you change it
+    sync_bn: bool = True  # DDP on CUDA: batch norm over the global batch, as one process would compute it
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -10,8 +10,10 @@ from typing import Any
 class TensorBoardLog:
     """A no-op unless tensorboard imports; training must never depend on it."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, write: bool = True) -> None:
         self.writer: Any = None
+        if not write:  # a DDP rank other than 0
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:

@@ -10,6 +10,7 @@ stopping, history) is in the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import io
 import platform
 import time
 from dataclasses import dataclass
@@ -29,6 +30,15 @@ from jetfleet.controller.models import create_model, resolve_model_name
 from jetfleet.controller.training.batch_size import auto_batch_size
 from jetfleet.controller.training.checkpoint import load_checkpoint, save_checkpoint
 from jetfleet.controller.training.config import AugmentOptions, TrainConfig
+from jetfleet.controller.training.distributed import (
+    Placement,
+    all_reduce_sums,
+    barrier,
+    broadcast,
+    init,
+    placement_from_env,
+    shutdown,
+)
 from jetfleet.controller.training.early_stopping import EarlyStopping
 from jetfleet.controller.training.engine import BatchPrep, Precision, evaluate, select_device, train_one_epoch
 from jetfleet.controller.training.losses import build_loss
@@ -103,11 +113,14 @@ class Run:
         console: Console,
         download: bool = False,
         batch_size: int | None = None,
+        place: Placement | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.console = console
-        self.device = select_device(config.device)
+        self.place = place or Placement()
+        self.device = device or select_device(config.device)
         self.bundle: DatasetBundle = load_dataset(config.dataset, data_options(config, console, download))
         seed_everything(config.seed)
         self.model_name = resolve_model_name(config.model)
@@ -117,8 +130,10 @@ class Run:
             in_channels=self.bundle.channels,
             **config.model_kwargs,
         )
-        self.batch_size = batch_size or self._batch_size()
+        # rank 0's choice everywhere: ranks that disagreed on --batch-size auto would run different step counts
+        self.batch_size = broadcast(batch_size or self._batch_size(), self.place)
         self.model.to(self.device)
+        self.train_model = self._data_parallel()
         self.augment, self.augment_reason = resolve_augment(
             config.augment, self.bundle.default_augment, self.bundle.augment_reason
         )
@@ -128,8 +143,9 @@ class Run:
         )
         self.eval_prep = BatchPrep(self.device, mean, std)
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, pin)
-        self.val_loader = make_loader(self.bundle.val, self.batch_size, False, config.seed, pin)
+        rank, world = self.place.rank, self.place.world
+        self.train_loader = make_loader(self.bundle.train, self.batch_size, True, config.seed, pin, rank, world)
+        self.val_loader = make_loader(self.bundle.val, self.batch_size, False, config.seed, pin, rank, world)
         self.criterion = build_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
         maximize = config.monitor == "val_accuracy"
@@ -140,6 +156,22 @@ class Run:
         self.history: list[dict[str, float]] = []
         self.train_seconds = 0.0
         self.next_epoch = 0
+
+    def _data_parallel(self) -> torch.nn.Module:
+        """The module the training step calls: DDP around the model when there are several ranks.
+
+        SyncBatchNorm needs CUDA (torch refuses it on CPU); with gloo on CPU
+        each rank normalizes its own batch and DDP broadcasts rank 0's
+        running statistics every step, so every rank evaluates the same model.
+        """
+        if not self.place.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.config.sync_bn and self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
 
     def _batch_size(self) -> int:
         if self.config.batch_size != "auto":
@@ -195,7 +227,7 @@ class Run:
         progress.start_epoch(epoch, len(self.train_loader), len(self.bundle.train), self.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
-            self.model,
+            self.train_model,
             self.train_loader,
             self.criterion,
             self.optimizer,
@@ -207,24 +239,40 @@ class Run:
             progress.batch,
         )
         val = evaluate(self.model, self.val_loader, self.criterion, self.eval_prep, self.precision)
-        self.schedule.after_epoch(val.accuracy if self.config.monitor == "val_accuracy" else val.loss)
+        n = len(val.targets)
+        val_correct = float((val.scores.argmax(1) == val.targets).sum()) if n else 0.0
+        # every rank saw its own shard: sum over ranks so each one decides on the same numbers
+        t_loss, t_correct, t_seen, v_loss, v_correct, v_seen = all_reduce_sums(
+            [
+                stats.loss * stats.images,
+                stats.accuracy * stats.images,
+                stats.images,
+                val.loss * n if n else 0.0,
+                val_correct,
+                n,
+            ],
+            self.device,
+            self.place,
+        )
+        val_loss, val_accuracy = v_loss / max(v_seen, 1), v_correct / max(v_seen, 1)
+        self.schedule.after_epoch(val_accuracy if self.config.monitor == "val_accuracy" else val_loss)
         self.train_seconds += stats.seconds
         return {
             "epoch": epoch + 1,
-            "train_loss": stats.loss,
-            "train_accuracy": stats.accuracy,
-            "val_loss": val.loss,
-            "val_accuracy": val.accuracy,
+            "train_loss": t_loss / max(t_seen, 1),
+            "train_accuracy": t_correct / max(t_seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
             "lr": lr,
             "seconds": stats.seconds,
-            "images_per_second": stats.images / max(stats.seconds, 1e-9),
+            "images_per_second": t_seen / max(stats.seconds, 1e-9),
         }
 
     def fit(self) -> None:
         cfg = self.config
         with (
             TrainProgress(self.console, cfg.epochs, self.next_epoch) as progress,
-            TensorBoardLog(self.out_dir / "tensorboard") as tb,
+            TensorBoardLog(self.out_dir / "tensorboard", write=self.place.is_main) as tb,
         ):
             for epoch in range(self.next_epoch, cfg.epochs):
                 if self.stopper.should_stop:
@@ -232,19 +280,24 @@ class Run:
                 row = self.run_epoch(epoch, progress)
                 self.history.append(row)
                 best = self.stopper.update(row[cfg.monitor], epoch)
-                payload = self.payload(epoch)
-                save_checkpoint(self.out_dir / "last.pt", payload)
-                if best:
-                    save_checkpoint(self.out_dir / "best.pt", payload)
-                write_history(self.out_dir, self.history)
-                plot_curves(self.history, self.out_dir)
-                tb.epoch(row)
+                if self.place.is_main:  # one writer: every rank holds the same weights after the step
+                    self.write_epoch(epoch, row, best, tb)
+                barrier(self.place)  # no rank runs ahead of the checkpoint a restart would resume from
                 progress.end_epoch(row, best)
         if self.stopper.should_stop:
             self.console.print(
                 f"early stopping: {cfg.monitor} has not improved for {self.stopper.patience} epochs "
                 f"(best at epoch {self.stopper.best_epoch + 1})"
             )
+
+    def write_epoch(self, epoch: int, row: dict[str, float], best: bool, tb: TensorBoardLog) -> None:
+        payload = self.payload(epoch)
+        save_checkpoint(self.out_dir / "last.pt", payload)
+        if best:
+            save_checkpoint(self.out_dir / "best.pt", payload)
+        write_history(self.out_dir, self.history)
+        plot_curves(self.history, self.out_dir)
+        tb.epoch(row)
 
     def test(self) -> dict[str, Any]:
         """Score the best checkpoint on the test split and write the summary files."""
@@ -292,28 +345,53 @@ class Run:
         }
 
 
-def _execute(run: Run) -> RunResult:
+def _execute(run: Run) -> RunResult | None:
+    """Fit, then (rank 0 only) test and summarize; other ranks return None once rank 0 is done."""
     started = time.perf_counter()
-    run.fit()
-    summary = run.test()
-    run.console.print(f"run finished in {time.perf_counter() - started:.1f} s; report: {run.out_dir / 'summary.md'}")
-    return RunResult(run.out_dir, summary)
+    try:
+        run.fit()
+        if not run.place.is_main:
+            return None
+        summary = run.test()
+        run.console.print(
+            f"run finished in {time.perf_counter() - started:.1f} s; report: {run.out_dir / 'summary.md'}"
+        )
+        return RunResult(run.out_dir, summary)
+    finally:
+        shutdown(run.place)
+
+
+def _join(config: TrainConfig, console: Console) -> tuple[Placement, torch.device, Console]:
+    """This process's rank and device; ranks other than 0 print nothing (rank 0 speaks for the job)."""
+    place = placement_from_env()
+    device = init(place, select_device(config.device))
+    if not place.is_main:
+        console = Console(file=io.StringIO())
+    return place, device, console
 
 
 def train(
     config: TrainConfig, out_dir: Path, console: Console | None = None, overwrite: bool = False, download: bool = False
-) -> RunResult:
-    """Start a new run in ``out_dir`` (refusing to replace an existing run unless ``overwrite``)."""
-    console = console or Console()
-    prepare_run_dir(out_dir, overwrite)
-    write_json(out_dir / "config.json", config.to_dict())
-    run = Run(config, out_dir, console, download)
+) -> RunResult | None:
+    """Start a new run in ``out_dir`` (refusing to replace an existing run unless ``overwrite``).
+
+    Under torchrun every rank calls this; rank 0 returns the result, the others None.
+    """
+    place, device, console = _join(config, console or Console())
+    out_dir = Path(broadcast(str(out_dir), place))  # rank 0's choice: a default name carries a timestamp
+    if place.is_main:
+        prepare_run_dir(out_dir, overwrite)
+        write_json(out_dir / "config.json", config.to_dict())
+    barrier(place)
+    run = Run(config, out_dir, console, download, place=place, device=device)
     console.print(f"data: {run.bundle.summary_line}", highlight=False)
     console.print(f"augment: {describe_augment(run.augment)}: {run.augment_reason}", highlight=False)
     console.print(
         f"training [bold]{run.model_name}[/] on [bold]{run.bundle.name}[/] "
         f"({len(run.bundle.train)} train / {len(run.bundle.val)} val / {len(run.bundle.test)} test images, "
-        f"{run.bundle.num_classes} classes) on {run.device}, batch {run.batch_size} → {out_dir}"
+        f"{run.bundle.num_classes} classes) on {run.device}, batch {run.batch_size}"
+        + (f" × {place.world} ranks" if place.enabled else "")
+        + f" → {out_dir}"
     )
     return _execute(run)
 
@@ -337,9 +415,12 @@ def pinned_to_checkpoint(config: TrainConfig, ckpt: dict[str, Any]) -> TrainConf
     return dataclasses.replace(config, **changes)
 
 
-def resume(path: Path, console: Console | None = None, epochs: int | None = None) -> RunResult:
-    """Continue the run at ``path`` (a run directory or its ``last.pt``), optionally to more epochs."""
-    console = console or Console()
+def resume(path: Path, console: Console | None = None, epochs: int | None = None) -> RunResult | None:
+    """Continue the run at ``path`` (a run directory or its ``last.pt``), optionally to more epochs.
+
+    Under torchrun every rank reads the checkpoint (the run folder must be
+    visible to all of them: one machine, or shared storage).
+    """
     ckpt_path = path / "last.pt" if path.is_dir() else path
     ckpt = load_checkpoint(ckpt_path)
     if "optimizer" not in ckpt or "config" not in ckpt:
@@ -347,9 +428,11 @@ def resume(path: Path, console: Console | None = None, epochs: int | None = None
     config = pinned_to_checkpoint(TrainConfig.from_dict(ckpt["config"]), ckpt)
     if epochs is not None:
         config = config.with_epochs(epochs)
+    place, device, console = _join(config, console or Console())
     out_dir = ckpt_path.parent
-    run = Run(config, out_dir, console, batch_size=int(ckpt["batch_size"]))
+    run = Run(config, out_dir, console, batch_size=int(ckpt["batch_size"]), place=place, device=device)
     run.load_state(ckpt)
     console.print(f"resuming {out_dir} at epoch {run.next_epoch + 1} of {config.epochs}")
-    write_json(out_dir / "config.json", config.to_dict())
+    if place.is_main:
+        write_json(out_dir / "config.json", config.to_dict())
     return _execute(run)
